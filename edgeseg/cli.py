@@ -1,0 +1,81 @@
+"""The ``edgeseg`` command: a thin dispatcher over one module per sub-command.
+
+Each sub-command module exposes ``main(argv: list[str]) -> int`` and owns its own
+argument parser (``edgeseg serve`` parses TensorFlow Serving's ``--flag=value``
+spelling, for instance). Modules are imported only when their command runs, so
+``edgeseg --help`` stays fast and does not import TensorFlow.
+
+An :class:`~edgeseg.errors.EdgesegError` escaping a command becomes one line on
+stderr and a non-zero exit status; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from edgeseg import __version__
+from edgeseg.errors import EdgesegError, Status
+
+# name -> (module, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "export": ("exporters.command", "export a trained model as a two-tag SavedModel version"),
+    "inspect": ("edgeseg.inspect", "show what an exported SavedModel holds"),
+    "serve": ("edgeseg.serving.command", "TensorFlow-Serving-compatible model server"),
+    "agent": ("edgeseg.agent.command", "camera agent: frames -> Predict -> masks over MQTT"),
+    "subscribe": ("edgeseg.masks", "print the masks a camera publishes over MQTT"),
+    "view": ("edgeseg.view", "live preview page for a camera's MQTT masks"),
+    "models": ("edgeseg.models", "fetch reference models into the user cache"),
+    "demo": ("edgeseg.demo", "export, serve and run the whole kit on a demo clip"),
+}
+
+# CLI exit codes by status: usage-type errors get 2 (as argparse), the rest 1.
+_USAGE_STATUSES = {Status.INVALID_ARGUMENT, Status.ALREADY_EXISTS, Status.NOT_FOUND}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"usage: edgeseg COMMAND [ARGS...]   (edgeseg {__version__})", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", "Run 'edgeseg COMMAND --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def exit_code(error: EdgesegError) -> int:
+    return 2 if error.status in _USAGE_STATUSES else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    if args[0] == "--version":
+        print(__version__)
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"edgeseg: unknown command {name!r}; expected one of: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    module_name, _ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            print(f"edgeseg: command {name!r} is not available in this build", file=sys.stderr)
+            return 2
+        raise
+    try:
+        return int(module.main(rest) or 0)
+    except EdgesegError as exc:
+        print(f"edgeseg {name}: error: {exc.message}", file=sys.stderr)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        print(f"edgeseg {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
