@@ -1,0 +1,19 @@
+"""The camera agent: frames -> gRPC Predict -> masks published over MQTT.
+
+One module per concept, each opening with its contract:
+
+* ``config``    the typed agent config (YAML + ${ENV} + CLI overrides), validated at start.
+* ``capture``   the camera/file/stream reader thread that keeps only the newest frame.
+* ``queues``    the bounded queue that drops the oldest item and counts what it dropped.
+* ``backoff``   the retry-delay policy (capped exponential with jitter), pure.
+* ``protos``    the TF-Serving wire messages, without importing TensorFlow.
+* ``tensors``   numpy <-> TensorProto, pure.
+* ``inference`` the gRPC Predict client loop: pipelined, deadline, backoff, drops counted.
+* ``publisher`` the MQTT side: bounded outbox, status with Last Will, reconnects.
+* ``pipeline``  the loops joined by bounded queues; start/stop.
+* ``metrics``   counters/histograms and their Prometheus text page.
+* ``health``    sd_notify (READY, WATCHDOG, STOPPING) over $NOTIFY_SOCKET.
+* ``command``   ``edgeseg agent``: argparse, signals, exit codes.
+
+Importing this package is cheap: no module here imports TensorFlow.
+"""

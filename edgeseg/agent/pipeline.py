@@ -1,0 +1,172 @@
+"""The agent's loops joined by bounded queues — capture -> inference -> encode -> publish.
+
+    Capture ──frames(1, drop oldest)──> InferenceLoop ──results(N, drop oldest)──> encode
+        ──> Publisher.outbox(M, drop oldest) ──> paho
+
+Contract: :class:`Pipeline` builds the parts from one :class:`AgentConfig` and owns their
+lifecycle. :meth:`run` blocks until :meth:`stop` is called (SIGTERM), the file source
+ends, or ``max_frames`` masks were encoded; then it shuts down in data order — capture
+stops, in-flight Predict calls finish (bounded by the deadline), queued masks are
+encoded and flushed, ``offline`` is published — and returns 0. Every queue is bounded;
+each drop is counted in the metrics, by where it happened. This module only wires and
+encodes; policy lives in the parts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+from edgeseg import masks
+from edgeseg.agent.capture import Capture, Frame
+from edgeseg.agent.config import AgentConfig
+from edgeseg.agent.health import Health
+from edgeseg.agent.inference import InferenceLoop, Result, read_response
+from edgeseg.agent.metrics import AgentMetrics, MetricsServer
+from edgeseg.agent.publisher import Message, Publisher, read_password
+from edgeseg.agent.queues import Closed, DropOldestQueue
+from edgeseg.errors import EdgesegError, InvalidArgument
+
+log = logging.getLogger("edgeseg.agent")
+
+
+def read_labels(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    try:
+        return [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise InvalidArgument(f"labels_file: cannot read {path}: {exc.strerror}") from None
+
+
+def build_messages(cfg: AgentConfig, frame: Frame, response, labels: list[str],
+                   signature: str) -> list[Message]:
+    """One frame's ``mask`` and ``meta`` messages (docs/mqtt.md); fills frame.timings."""
+    started = time.monotonic()
+    class_map, version = read_response(response, frame.image.shape[:2])
+    png = masks.encode_mask(class_map)
+    classes = masks.class_fractions(class_map, labels)
+    now = time.monotonic()
+    frame.timings["postprocess"] = now - started
+    frame.timings["total"] = now - frame.captured_mono
+    meta = {
+        "schema": masks.META_SCHEMA_ID,
+        "device_id": cfg.device_id,
+        "camera": cfg.camera,
+        "frame_id": frame.id,
+        "capture_time": round(frame.captured_at, 6),
+        "publish_time": round(time.time(), 6),
+        "width": int(class_map.shape[1]),
+        "height": int(class_map.shape[0]),
+        "model": {"name": cfg.server.model, "version": version, "signature": signature},
+        "latency_ms": {k: round(frame.timings.get(k, 0.0) * 1000, 3)
+                       for k in ("queue", "inference", "postprocess", "total")},
+        "classes": classes,
+    }
+    prefix, q = cfg.topic_prefix, cfg.mqtt
+    props = (("frame_id", str(frame.id)), ("timestamp", f"{frame.captured_at:.6f}"),
+             ("model_version", "" if version is None else str(version)))
+    return [
+        Message(f"{prefix}/mask", png, q.qos_mask, False, masks.MASK_CONTENT_TYPE, props,
+                frame.captured_mono),
+        Message(f"{prefix}/meta", json.dumps(meta, separators=(",", ":")).encode(), q.qos_meta,
+                False, masks.META_CONTENT_TYPE, props, frame.captured_mono),
+    ]
+
+
+class Pipeline:
+    def __init__(self, cfg: AgentConfig, env: dict[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = m = AgentMetrics()
+        self.stop_event = threading.Event()
+        self.labels = read_labels(cfg.labels_file)
+        self.health = Health(cfg.health.stall_s, env)
+        self.frames: DropOldestQueue[Frame] = DropOldestQueue(
+            1, on_drop=lambda _f: m.drop("capture_queue"))
+        self.results: DropOldestQueue[Result] = DropOldestQueue(
+            cfg.result_queue, on_drop=lambda _r: m.drop("result_queue"))
+        self.publisher = Publisher(cfg.mqtt, cfg.topic_prefix,
+                                   cfg.mqtt.client_id or f"edgeseg-{cfg.device_id}-{cfg.camera}",
+                                   m, read_password(cfg.mqtt, env))
+        self.capture = Capture(cfg.source, self.frames, self.stop_event, m,
+                               on_state=self._source_state, on_frame=self.health.frame_seen)
+        self.inference = InferenceLoop(cfg.server, self.frames, self.results, m)
+        self.metrics_server: MetricsServer | None = None
+        self.encoded = 0
+        self._encoder = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
+
+    def _source_state(self, up: bool) -> None:
+        self.publisher.set_available(up)
+        self.health.status("publishing masks" if up else f"source {self.cfg.source.uri} lost")
+
+    def _published(self, messages: list[Message]) -> None:
+        self.metrics.masks_published.inc()
+        captured = messages[0].captured_mono
+        if captured is not None:
+            self.metrics.latency["total"].observe(time.monotonic() - captured)
+        self.health.mask_published()
+
+    def _encode_loop(self) -> None:
+        signature = self.cfg.server.signature
+        while True:
+            try:
+                result = self.results.get(timeout=0.5)
+            except Closed:
+                return
+            if result is None:
+                continue
+            if self.cfg.max_frames and self.encoded >= self.cfg.max_frames:
+                continue  # draining after the last wanted frame
+            try:
+                messages = build_messages(self.cfg, result.frame, result.response, self.labels,
+                                          signature)
+            except EdgesegError as exc:
+                log.error("agent: dropping a reply: %s", exc.message)
+                self.metrics.drop("server_error")
+                continue
+            for stage in ("queue", "inference", "postprocess"):
+                self.metrics.latency[stage].observe(result.frame.timings.get(stage, 0.0))
+            self.publisher.publish(messages)
+            self.encoded += 1
+            if self.cfg.max_frames and self.encoded >= self.cfg.max_frames:
+                log.info("agent: %d masks encoded (max_frames); stopping", self.encoded)
+                self.stop_event.set()
+
+    def start(self) -> None:
+        hc = self.cfg.health
+        if hc.metrics_port is not None:
+            self.metrics_server = MetricsServer(self.metrics, hc.metrics_host, hc.metrics_port)
+            self.metrics_server.start()
+            log.info("agent: metrics on http://%s:%d/metrics", hc.metrics_host,
+                     self.metrics_server.port)
+        self.health.start()
+        self.publisher.start(on_published=self._published)
+        self.inference.start()
+        self._encoder.start()
+        self.capture.start()
+
+    def stop(self) -> None:
+        """Ask run() to finish; safe from a signal handler or any thread."""
+        self.stop_event.set()
+
+    def run(self) -> int:
+        self.start()
+        while not self.stop_event.is_set() and self._encoder.is_alive():
+            self._encoder.join(0.2)
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        self.capture.join(self.cfg.source.read_timeout_s + 1)
+        self.inference.join(self.cfg.server.deadline_s + 2)
+        self._encoder.join(5)
+        self.health.stopping()
+        self.publisher.close(timeout=5.0)
+        self.inference.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        log.info("agent: stopped (%d masks published)", int(self.metrics.masks_published.value))
