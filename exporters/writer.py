@@ -61,6 +61,23 @@ def list_calibration_images(folder: str | Path) -> list[Path]:
     return images[:MAX_CALIBRATION_IMAGES]
 
 
+def preflight(base: Path, version: int | None, force: bool,
+              calibration_images: str | Path | None) -> int:
+    """Every check that needs no model: run it before the slow work. Returns the version."""
+    versions.check_output(base)
+    if version is None:
+        version = versions.next_version(base)
+    elif version < 0:
+        raise InvalidArgument(f"version must be a non-negative integer, got {version}")
+    target = base / str(version)
+    if target.exists() and not force:
+        raise versions.AlreadyExists(f"version {target} already exists; pass --force to "
+                                     "replace it or --version to choose another")
+    if calibration_images:
+        list_calibration_images(calibration_images)
+    return version
+
+
 def read_rgb(path: Path) -> np.ndarray:
     import cv2
 
@@ -77,15 +94,8 @@ def export(model: SegmentationModel, base: str | Path, version: int | None = Non
     started = time.monotonic()
     progress = progress or Progress(enabled=False)
     base = Path(base)
-    versions.check_output(base)
-    if version is None:
-        version = versions.next_version(base)
-    elif version < 0:
-        raise InvalidArgument(f"version must be a non-negative integer, got {version}")
+    version = preflight(base, version, force, calibration_images)
     target = base / str(version)
-    if target.exists() and not force:
-        raise versions.AlreadyExists(f"version {target} already exists; pass --force to "
-                                     "replace it or --version to choose another")
     calibration = list_calibration_images(calibration_images) if calibration_images else []
     images = [read_rgb(p) for p in calibration]
 
