@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edgeseg.errors import InvalidArgument
 
@@ -65,6 +72,12 @@ class SourceConfig(_Strict):
                                   "camera is gone.")
     backoff_initial_s: float = Field(0.5, gt=0, description="First reconnect delay.")
     backoff_max_s: float = Field(30.0, gt=0, description="Reconnect delay cap.")
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _index_as_text(cls, value):
+        # YAML reads `uri: 0` as an int; a device index is still a source
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ServerConfig(_Strict):

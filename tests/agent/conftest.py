@@ -1,0 +1,341 @@
+"""Shared fixtures for the agent's tests: REAL Mosquitto, model servers, clips, subscribers.
+
+Everything binds to 127.0.0.1 on free ports and is torn down even when a test fails.
+The model servers are child processes so tests can kill and restart them mid-stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _stop(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
+# -- Mosquitto --
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto",) if os.access(p, os.X_OK)), None)
+
+
+class Mosquitto:
+    """Debian's mosquitto on a free loopback port; stop/start keep the port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        self.log = workdir / "mosquitto.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    if mosquitto_binary() is None:
+        pytest.skip("Debian's mosquitto is not installed (make system-deps installs it)")
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+# -- model servers --
+
+class ChildServer:
+    """A model server child process, restartable on the same port."""
+
+    def __init__(self, argv: list[str], port: int, ready_text: str, log: Path,
+                 timeout: float = 60.0) -> None:
+        self.argv, self.port, self.ready_text, self.log = argv, port, ready_text, log
+        self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}: "
+                                     f"{self.log.read_text()[-2000:]}")
+            return self.ready_text in self.log.read_text()[offset:]
+
+        wait_until(ready, self.timeout, 0.1, f"{self.argv[:3]} to listen")
+        wait_port(self.port)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+@pytest.fixture
+def fake_server_factory(tmp_path):
+    """start(delay=0.0, input_size=None) -> a running FAKE model server (fake_model_server.py)."""
+    servers: list[ChildServer] = []
+
+    def start(delay: float = 0.0, input_size: tuple[int, int] | None = None) -> ChildServer:
+        port = free_port()
+        argv = [sys.executable, str(HERE / "fake_model_server.py"), "--port", str(port),
+                "--delay", str(delay)]
+        if input_size:
+            argv += ["--input-size", str(input_size[0]), str(input_size[1])]
+        server = ChildServer(argv, port, "listening", tmp_path / f"fake-server-{port}.log", 20)
+        servers.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def fake_server(fake_server_factory):
+    return fake_server_factory()
+
+
+# -- clips --
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("EDGESEG_SHARED") or REPO.parent / "shared")
+
+
+def synthetic_frames(count: int, size=(96, 128)) -> list[np.ndarray]:
+    """Dark frames with a bright square moving across: the fake model's class 15."""
+    h, w = size
+    frames = []
+    for i in range(count):
+        img = np.full((h, w, 3), 30, np.uint8)
+        x = (i * 4) % max(1, w - h // 2)
+        img[h // 4: h // 4 + h // 2, x: x + h // 2] = 230
+        frames.append(img)
+    return frames
+
+
+def photo_frames(count: int, size=(96, 128)) -> list[np.ndarray]:
+    """Frames panned across the shared photos (skip the test if they are absent)."""
+    images_dir = shared_dir() / "models" / "images"
+    paths = sorted(p for p in images_dir.glob("*") if p.suffix.lower() in {".png", ".jpg",
+                   ".jpeg", ".bmp"} and "mask" not in p.name) if images_dir.is_dir() else []
+    if not paths:
+        pytest.skip(f"no photos under {images_dir} (set EDGESEG_SHARED to the shared folder)")
+    h, w = size
+    frames = []
+    for i in range(count):
+        photo = cv2.imread(str(paths[i * len(paths) // count]), cv2.IMREAD_COLOR)
+        ph, pw = photo.shape[:2]
+        scale = max(h / ph, w / pw) * 1.2
+        photo = cv2.resize(photo, (int(pw * scale) + 1, int(ph * scale) + 1))
+        dx = (i * 2) % max(1, photo.shape[1] - w)
+        frames.append(np.ascontiguousarray(photo[:h, dx: dx + w]))
+    return frames
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened(), "cv2.VideoWriter cannot write MJPG/AVI here"
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def clip(tmp_path):
+    """A 40-frame 128x96 synthetic AVI at 25 fps."""
+    return write_clip(tmp_path / "clip.avi", synthetic_frames(40))
+
+
+# -- a plain paho subscriber --
+
+class Recorder:
+    """Records every message under a prefix with its MQTT 5 properties and arrival time."""
+
+    def __init__(self, broker_port: int, prefix: str = "edgeseg/#") -> None:
+        self.messages: list[dict] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(prefix, qos=1)
+        self.client.reconnect_delay_set(1, 1)
+        self.client.connect("127.0.0.1", broker_port, keepalive=5)
+        self.client.loop_start()
+
+    def _on_message(self, _c, _u, msg) -> None:
+        props = getattr(msg, "properties", None)
+        record = {"topic": msg.topic, "payload": msg.payload, "retain": bool(msg.retain),
+                  "received": time.time(),
+                  "content_type": getattr(props, "ContentType", None),
+                  "user": dict(getattr(props, "UserProperty", []) or [])}
+        with self.lock:
+            self.messages.append(record)
+
+    def of(self, kind: str) -> list[dict]:
+        with self.lock:
+            return [m for m in self.messages if m["topic"].endswith("/" + kind)]
+
+    def statuses(self) -> list[str]:
+        return [m["payload"].decode() for m in self.of("status")]
+
+    def metas(self) -> list[dict]:
+        return [json.loads(m["payload"]) for m in self.of("meta")]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def recorder_factory():
+    made: list[Recorder] = []
+
+    def make(port: int, prefix: str = "edgeseg/#") -> Recorder:
+        rec = Recorder(port, prefix)
+        made.append(rec)
+        wait_until(rec.client.is_connected, 5, what="subscriber connected")
+        time.sleep(0.1)  # SUBACK
+        return rec
+
+    try:
+        yield make
+    finally:
+        for rec in made:
+            rec.close()
+
+
+# -- the agent as a child process --
+
+class AgentProcess:
+    def __init__(self, args: list[str], log: Path, env: dict | None = None) -> None:
+        self.log = log
+        self.logfile = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeseg", "agent", *args], cwd=REPO,
+            stdout=self.logfile, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the agent from /proc/PID/stat."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.logfile.close()
+
+
+@pytest.fixture
+def agent_factory(tmp_path):
+    agents: list[AgentProcess] = []
+
+    def start(*args: str, env: dict | None = None) -> AgentProcess:
+        agent = AgentProcess(list(args), tmp_path / f"agent-{len(agents)}.log", env)
+        agents.append(agent)
+        return agent
+
+    try:
+        yield start
+    finally:
+        for agent in agents:
+            agent.close()

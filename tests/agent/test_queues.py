@@ -1,0 +1,50 @@
+import threading
+
+import pytest
+
+from edgeseg.agent.queues import Closed, DropOldestQueue
+
+
+def test_full_queue_drops_the_oldest_and_counts():
+    dropped = []
+    q = DropOldestQueue(2, on_drop=dropped.append)
+    for i in range(5):
+        q.put(i)
+    assert q.dropped == 3 and dropped == [0, 1, 2]
+    assert [q.get(0), q.get(0)] == [3, 4]
+    assert q.get(0.01) is None
+
+
+def test_size_one_is_the_latest_frame_slot():
+    q = DropOldestQueue(1)
+    for i in range(100):
+        q.put(i)
+    assert len(q) == 1 and q.get(0) == 99 and q.dropped == 99
+
+
+def test_close_wakes_a_blocked_consumer_and_drains_first():
+    q = DropOldestQueue(3)
+    q.put("a")
+    q.close()
+    assert q.get(1) == "a"
+    with pytest.raises(Closed):
+        q.get(1)
+    q2 = DropOldestQueue(1)
+    out = []
+
+    def consume():
+        try:
+            q2.get(10)
+        except Closed:
+            out.append("closed")
+
+    t = threading.Thread(target=consume)
+    t.start()
+    q2.close()
+    t.join(2)
+    assert out == ["closed"]
+
+
+def test_size_zero_is_refused():
+    with pytest.raises(ValueError):
+        DropOldestQueue(0)
