@@ -1,0 +1,202 @@
+"""``edgeseg serve``: start-up, readiness, config polling and graceful shutdown.
+
+Contract: :func:`main` parses TF Serving's flags (flags.py), builds the model list from
+``--model_config_file`` or ``--model_name``/``--model_base_path`` (config.py), loads every
+model's aspired versions (a version that fails to load is reported and does not stop the
+server), then opens gRPC on ``--grpc_bind_address:--port`` (and ``--grpc_socket_path``),
+prints one line ``edgeseg serve: gRPC listening on HOST:PORT`` to stderr and tells systemd
+READY=1. ``--validate-config`` stops after checking flags and config files and prints what
+would be served. On SIGTERM or SIGINT it stops accepting calls, lets in-flight ones finish
+within ``--shutdown_grace_seconds``, unloads every model and returns 0. Configuration
+errors are raised as :class:`~edgeseg.errors.EdgesegError` (one line on stderr, exit != 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent import futures
+from pathlib import Path
+
+from edgeseg.errors import InvalidArgument, Unavailable
+from edgeseg.serving.config import (
+    ModelConfig,
+    load_model_config_file,
+    parse_preserve,
+    split_tags,
+)
+from edgeseg.serving.flags import ServerFlags, parse_flags, usage
+from edgeseg.serving.notify import sd_notify
+from edgeseg.serving.policy import aspired_versions
+from edgeseg.serving.source import list_versions
+
+log = logging.getLogger("edgeseg.serving")
+
+
+def models_from_flags(flags: ServerFlags) -> list[ModelConfig]:
+    tags = split_tags(flags.saved_model_tags)
+    preserve = parse_preserve(flags.aspired_version_policy)
+    if flags.model_config_file:
+        if flags.model_base_path:
+            log.warning("--model_config_file is given: --model_base_path is ignored")
+        return load_model_config_file(flags.model_config_file, tags, preserve)
+    if not flags.model_base_path:
+        raise InvalidArgument("give --model_base_path (with --model_name) or --model_config_file")
+    if not flags.model_name:
+        raise InvalidArgument("--model_name must not be empty")
+    return [ModelConfig(flags.model_name, flags.model_base_path, tags=tags, preserve=preserve)]
+
+
+def _check_flags(flags: ServerFlags) -> None:
+    for name in ("max_num_load_retries", "grpc_max_threads", "grpc_max_message_bytes"):
+        if getattr(flags, name) < (1 if name != "max_num_load_retries" else 0):
+            raise InvalidArgument(f"--{name} is out of range: {getattr(flags, name)}")
+    if not 0 <= flags.port < 65536:
+        raise InvalidArgument(f"--port must be 0..65535, got {flags.port}")
+
+
+def validate(flags: ServerFlags, models: list[ModelConfig]) -> int:
+    print(f"edgeseg serve: configuration OK: {len(models)} model(s)")
+    for model in models:
+        try:
+            on_disk = list_versions(model.base_path)
+            found = f"versions on disk {sorted(on_disk)}, would serve " \
+                    f"{aspired_versions(on_disk, model.policy)}"
+        except OSError as exc:
+            found = f"WARNING: base path not readable now ({exc.strerror})"
+        print(f"  {model.name}: {model.base_path} (tags {','.join(model.tags)}; "
+              f"{model.policy.kind.value}; {model.preserve.value}) {found}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    flags = parse_flags(argv)
+    if flags.help:
+        print(usage())
+        return 0
+    _check_flags(flags)
+    models = models_from_flags(flags)
+    if flags.validate_config:
+        return validate(flags, models)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s edgeseg serve %(levelname)s %(name)s: %(message)s",
+    )
+    if flags.rest_api_port:
+        log.warning("--rest_api_port=%d: the REST API is not available yet; gRPC only",
+                    flags.rest_api_port)
+    return _serve(flags, models)
+
+
+def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ INFO lines out of logs
+    from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415 - TF
+
+    core = ServerCore(CoreOptions(
+        file_system_poll_wait_s=flags.file_system_poll_wait_seconds,
+        max_load_retries=flags.max_num_load_retries,
+        load_retry_interval_s=flags.load_retry_interval_micros / 1e6,
+        allow_labels_for_unavailable=flags.allow_version_labels_for_unavailable_models,
+        method_name_check=flags.enable_signature_method_name_check,
+        default_tags=split_tags(flags.saved_model_tags),
+        default_preserve=parse_preserve(flags.aspired_version_policy),
+    ))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: stop.set())
+    core.start()
+    try:
+        core.apply_config(models)
+        server = _start_grpc(flags, core)
+    except BaseException:
+        core.stop(0)
+        raise
+    _report_loads(core)
+    if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0:
+        threading.Thread(target=_poll_config_file, args=(flags, core, stop), daemon=True,
+                         name="config-poll").start()
+    while not stop.wait(1.0):
+        pass
+    grace = flags.shutdown_grace_seconds
+    print(f"edgeseg serve: stopping; in-flight requests have {grace:g}s to finish",
+          file=sys.stderr, flush=True)
+    sd_notify("STOPPING=1")
+    server.stop(grace).wait()
+    core.stop(grace)
+    print("edgeseg serve: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def _grpc_options(flags: ServerFlags) -> list[tuple[str, object]]:
+    options: dict[str, object] = {
+        "grpc.max_receive_message_length": flags.grpc_max_message_bytes,
+        "grpc.max_send_message_length": flags.grpc_max_message_bytes,
+        "grpc.so_reuseport": 0,
+    }
+    for item in filter(None, (s.strip() for s in flags.grpc_channel_arguments.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise InvalidArgument(f"--grpc_channel_arguments: expected key=value, got {item!r}")
+        options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value
+    return list(options.items())
+
+
+def _start_grpc(flags: ServerFlags, core):  # noqa: ANN001, ANN202
+    import grpc  # noqa: PLC0415
+
+    from edgeseg.serving.grpc_api import add_services  # noqa: PLC0415
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=flags.grpc_max_threads,
+                                                    thread_name_prefix="grpc"),
+                         options=_grpc_options(flags))
+    add_services(server, core)
+    host = flags.grpc_bind_address
+    address = f"[{host}]:{flags.port}" if ":" in host else f"{host}:{flags.port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise Unavailable(f"cannot listen for gRPC on {address}: {exc}") from None
+    if not port:
+        raise Unavailable(f"cannot listen for gRPC on {address}")
+    if flags.grpc_socket_path:
+        if Path(flags.grpc_socket_path).is_socket():
+            Path(flags.grpc_socket_path).unlink()  # a stale socket from a previous run
+        if not server.add_insecure_port(f"unix:{flags.grpc_socket_path}"):
+            raise Unavailable(f"cannot listen for gRPC on unix:{flags.grpc_socket_path}")
+    server.start()
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    print(f"edgeseg serve: gRPC listening on {shown}", file=sys.stderr, flush=True)
+    if flags.grpc_socket_path:
+        print(f"edgeseg serve: gRPC listening on unix:{flags.grpc_socket_path}",
+              file=sys.stderr, flush=True)
+    sd_notify("READY=1")
+    return server
+
+
+def _report_loads(core) -> None:  # noqa: ANN001
+    for name in sorted(core.models):
+        try:
+            servables = core.version_states(name)
+        except Exception:  # no versions at all
+            log.warning("model %s: no versions loaded", name)
+            continue
+        for s in servables:
+            if s.error is not None:
+                log.error("model %s version %d failed to load: %s", name, s.version, s.error)
+
+
+def _poll_config_file(flags: ServerFlags, core, stop: threading.Event) -> None:  # noqa: ANN001
+    last = Path(flags.model_config_file).read_text(errors="replace")
+    while not stop.wait(flags.model_config_file_poll_wait_seconds):
+        try:
+            text = Path(flags.model_config_file).read_text(errors="replace")
+            if text == last:
+                continue
+            last = text
+            core.apply_config(models_from_flags(flags))
+            log.info("applied the changed %s", flags.model_config_file)
+        except Exception as exc:  # keep serving the last good config
+            log.error("not applying %s: %s", flags.model_config_file, exc)

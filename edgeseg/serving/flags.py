@@ -1,0 +1,115 @@
+"""Command-line flags of ``edgeseg serve``, spelled as tensorflow_model_server's.
+
+Contract: :func:`parse_flags` accepts ``--flag=value`` and ``--flag value``; booleans as
+``--flag``, ``--flag=true|false`` (also 1/0, yes/no); hyphens and underscores in names are
+the same (``--validate-config`` = ``--validate_config``). An unknown flag, a missing or
+malformed value, or a positional argument raises :class:`~edgeseg.errors.InvalidArgument`
+naming it (the CLI turns that into one line on stderr and exit status 2). Pure: no I/O.
+
+Every flag is a field of :class:`ServerFlags` with its help text beside it; the ones
+marked "(edgeseg)" are not in TF Serving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from edgeseg.errors import InvalidArgument
+
+MIB = 1024 * 1024
+
+
+def _flag(default, help_text: str):  # noqa: ANN001, ANN202 - a dataclass field with help
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class ServerFlags:
+    port: int = _flag(8500, "gRPC port (0 picks a free one, printed when ready)")
+    grpc_bind_address: str = _flag("0.0.0.0", "(edgeseg) address the gRPC port binds to")
+    grpc_socket_path: str = _flag("", "also serve gRPC on this Unix socket")
+    rest_api_port: int = _flag(0, "REST port; 0 = off (REST is not built yet)")
+    model_name: str = _flag("default", "name of the one model served with --model_base_path")
+    model_base_path: str = _flag("", "folder holding the model's numbered version folders")
+    model_config_file: str = _flag("", "model_config_list text proto (instead of the above)")
+    model_config_file_poll_wait_seconds: int = _flag(
+        0, "re-read --model_config_file this often; 0 = only at start-up")
+    file_system_poll_wait_seconds: int = _flag(
+        1, "look for new or removed versions this often; 0 = once at start-up")
+    saved_model_tags: str = _flag("serve", "comma-separated meta-graph tags to load")
+    max_num_load_retries: int = _flag(5, "retries of a failed load before giving up")
+    load_retry_interval_micros: int = _flag(60_000_000, "wait between load retries")
+    aspired_version_policy: str = _flag(
+        "availability_preserving",
+        "(edgeseg) availability_preserving or resource_preserving (unload before load)")
+    allow_version_labels_for_unavailable_models: bool = _flag(
+        False, "let version_labels name versions that are not AVAILABLE yet")
+    enable_signature_method_name_check: bool = _flag(
+        False, "Classify/Regress require the classify/regress method_name")
+    grpc_max_threads: int = _flag(16, "threads serving gRPC requests")
+    grpc_max_message_bytes: int = _flag(
+        256 * MIB, "(edgeseg) max gRPC receive/send message size")
+    grpc_channel_arguments: str = _flag(
+        "", "comma-separated grpc server arguments, e.g. grpc.max_connection_age_ms=2000")
+    shutdown_grace_seconds: float = _flag(
+        10.0, "(edgeseg) on SIGTERM, how long in-flight requests may take to finish")
+    validate_config: bool = _flag(
+        False, "(edgeseg) check flags and config files, print what would be served, exit")
+    help: bool = _flag(False, "show this help")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(ServerFlags)}
+_TRUE = {"true", "1", "yes", "t", "y"}
+_FALSE = {"false", "0", "no", "f", "n"}
+
+
+def _convert(name: str, kind: type, raw: str):  # noqa: ANN202
+    if kind is bool:
+        low = raw.lower()
+        if low in _TRUE | _FALSE:
+            return low in _TRUE
+        raise InvalidArgument(f"--{name} expects true or false, got {raw!r}")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidArgument(f"--{name} expects {kind.__name__}, got {raw!r}") from None
+
+
+def parse_flags(argv: Sequence[str]) -> ServerFlags:
+    values: dict[str, object] = {}
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg in ("-h", "--help"):
+            values["help"] = True
+            continue
+        if not arg.startswith("--") or arg == "--":
+            raise InvalidArgument(f"unexpected argument {arg!r}; flags are --name=value")
+        name, eq, raw = arg[2:].partition("=")
+        name = name.replace("-", "_")
+        spec = _FIELDS.get(name)
+        if spec is None:
+            raise InvalidArgument(f"unknown flag --{name} (see edgeseg serve --help)")
+        kind = {"int": int, "str": str, "float": float, "bool": bool}[str(spec.type)]
+        if not eq:
+            if kind is bool:
+                raw = "true"
+            elif i < len(args):
+                raw = args[i]
+                i += 1
+            else:
+                raise InvalidArgument(f"--{name} needs a value")
+        values[name] = _convert(name, kind, raw)
+    return ServerFlags(**values)
+
+
+def usage() -> str:
+    lines = ["usage: edgeseg serve [--flag=value ...]", "",
+             "A TensorFlow-Serving-compatible gRPC model server. Flags:"]
+    for f in dataclasses.fields(ServerFlags):
+        lines.append(f"  --{f.name}={f.default}\n      {f.metadata['help']}")
+    return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""gRPC transport: TF Serving's PredictionService and ModelService over the core.
+
+Contract: each servicer method only delegates to the transport-independent core
+(predict.py, classify.py, model_service.py) with the request proto and returns its reply
+proto. The one place statuses are mapped is :func:`_call`: an
+:class:`~edgeseg.errors.EdgesegError` becomes the gRPC status of the same canonical code
+with its message; anything else is logged with its traceback and answered INTERNAL. The
+servicers hold no state and are safe on the server's thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from edgeseg.errors import EdgesegError
+from edgeseg.serving import classify, model_service, predict
+
+log = logging.getLogger(__name__)
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def grpc_code(error: EdgesegError) -> grpc.StatusCode:
+    return _CODES.get(int(error.status), grpc.StatusCode.UNKNOWN)
+
+
+def _call(fn: Callable[[Any, Any], Any], core: Any, request: Any,
+          context: grpc.ServicerContext) -> Any:
+    try:
+        return fn(core, request)
+    except EdgesegError as exc:
+        context.abort(grpc_code(exc), exc.message)
+    except Exception as exc:
+        log.exception("%s failed", fn.__name__)
+        context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    def Predict(self, request, context):  # noqa: N802 - names fixed by the proto
+        return _call(predict.predict, self._core, request, context)
+
+    def Classify(self, request, context):  # noqa: N802
+        return _call(classify.classify, self._core, request, context)
+
+    def Regress(self, request, context):  # noqa: N802
+        return _call(classify.regress, self._core, request, context)
+
+    def MultiInference(self, request, context):  # noqa: N802
+        return _call(classify.multi_inference, self._core, request, context)
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        return _call(model_service.get_model_metadata, self._core, request, context)
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        return _call(model_service.get_model_status, self._core, request, context)
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        return _call(model_service.reload_config, self._core, request, context)
+
+
+def add_services(server: grpc.Server, core: Any) -> None:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(core), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)

@@ -1,0 +1,146 @@
+"""Loader: reads one version of a SavedModel into memory, and frees it again.
+
+Contract (as TF Serving's ``Loader``): constructing a :class:`Loader` is cheap and touches
+nothing but the path it is given; :meth:`Loader.estimate_ram_bytes` looks only at file sizes
+and is an upper-bound guess made *before* loading; :meth:`Loader.load` does the work and
+either returns a :class:`LoadedModel` or raises an :class:`~edgeseg.errors.EdgesegError`
+saying what is wrong with the folder (no saved_model.pb, a corrupt proto, missing
+variables, the tag-set absent, not enough memory). It never leaves a half-built session
+behind. Loads run one at a time on the Manager's thread; :meth:`LoadedModel.run` may be
+called from many request threads at once (TF sessions are thread-safe).
+
+Each version gets its own ``tf.Graph`` and ``tf.compat.v1.Session``: this is how one
+SavedModel with several meta-graphs ({serve}, {serve_quantized}) is served by tag, and how
+TF1 and TF2 exports are served alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import DataLoss, EdgesegError, NotFound, ResourceExhausted, Status
+
+# As TF Serving's EstimateResourceFromPath: file sizes times a margin for TF's own copies.
+RAM_ESTIMATE_MULTIPLIER = 1.2
+GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def available_ram_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo, or None where that is not readable."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class LoadedModel:
+    """A SavedModel meta-graph loaded in its own graph and session."""
+
+    def __init__(self, session: Any, meta_graph: Any, tags: Sequence[str]) -> None:
+        self.session = session
+        self.meta_graph = meta_graph
+        self.tags = tuple(tags)
+        self._callables: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def signature_defs(self) -> Mapping[str, Any]:
+        return self.meta_graph.signature_def
+
+    def run(self, feeds: Mapping[str, Any], fetches: Sequence[str]) -> list[Any]:
+        """Run the graph: ``feeds`` maps tensor names to arrays; returns arrays in order."""
+        names = tuple(feeds)
+        key = (names, tuple(fetches))
+        with self._lock:
+            fn = self._callables.get(key)
+            if fn is None:
+                graph = self.session.graph
+                fn = self.session.make_callable(
+                    [graph.get_tensor_by_name(f) for f in fetches],
+                    [graph.get_tensor_by_name(n) for n in names],
+                )
+                self._callables[key] = fn
+        try:
+            return list(fn(*(feeds[n] for n in names)))
+        except Exception as exc:
+            raise _run_error(exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._callables.clear()
+        self.session.close()
+
+
+class Loader:
+    """Loads ``path`` (one version folder) with the meta-graph tagged ``tags``."""
+
+    def __init__(self, path: str | Path, tags: Sequence[str], session_config: Any = None):
+        self.path = Path(path)
+        self.tags = tuple(tags)
+        self.session_config = session_config
+
+    def estimate_ram_bytes(self) -> int:
+        """Upper-bound guess of the memory the loaded model takes: graph + variables."""
+        total = 0
+        for name in GRAPH_FILES:
+            if (self.path / name).is_file():
+                total += (self.path / name).stat().st_size
+        variables = self.path / "variables"
+        if variables.is_dir():
+            total += sum(f.stat().st_size for f in variables.iterdir() if f.is_file())
+        return int(total * RAM_ESTIMATE_MULTIPLIER)
+
+    def check(self) -> None:
+        """Cheap checks before TF is asked: a graph file, and memory for the estimate."""
+        if not any((self.path / name).is_file() for name in GRAPH_FILES):
+            raise NotFound(
+                f"no saved_model.pb in {self.path}: not a SavedModel, or still being written"
+            )
+        need, free = self.estimate_ram_bytes(), available_ram_bytes()
+        if free is not None and need > free:
+            raise ResourceExhausted(
+                f"loading {self.path} needs about {need} bytes of RAM; {free} are available"
+            )
+
+    def load(self) -> LoadedModel:
+        self.check()
+        import tensorflow as tf  # noqa: PLC0415 - heavy; only the serving process needs it
+
+        graph = tf.Graph()
+        session = tf.compat.v1.Session(graph=graph, config=self.session_config)
+        try:
+            meta_graph = tf.compat.v1.saved_model.loader.load(
+                session, list(self.tags), str(self.path)
+            )
+        except Exception as exc:
+            session.close()
+            raise _load_error(self.path, self.tags, exc) from exc
+        graph.finalize()  # requests must not grow the graph
+        return LoadedModel(session, meta_graph, self.tags)
+
+
+def _load_error(path: Path, tags: Sequence[str], exc: Exception) -> EdgesegError:
+    if isinstance(exc, EdgesegError):
+        return exc
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "MetaGraphDef associated with tags" in text or "could not be found in SavedModel" in text:
+        return NotFound(f"{path}: no meta-graph with tags {','.join(tags)}: {text}")
+    return DataLoss(f"{path}: cannot load SavedModel ({type(exc).__name__}): {text}")
+
+
+def _run_error(exc: Exception) -> EdgesegError:
+    """A TF runtime error as our error, keeping its canonical code (OpError.error_code)."""
+    code = getattr(exc, "error_code", None)
+    message = getattr(exc, "message", None) or str(exc)
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    try:
+        status = Status(code) if code else Status.INTERNAL
+    except ValueError:
+        status = Status.INTERNAL
+    return EdgesegError(f"running the model failed: {first}", status)

@@ -1,0 +1,49 @@
+"""Predict: the transport-independent core of PredictionService.Predict.
+
+Contract: :func:`predict` takes a ``tensorflow.serving.PredictRequest`` and a
+:class:`~edgeseg.serving.server_core.ServerCore`, and returns a ``PredictResponse`` whose
+``model_spec`` names the model, the version that actually answered and the signature used
+("serving_default" when the request left it empty). It holds a counted handle on that
+version for exactly the duration of the call. Every deliberate failure is an
+:class:`~edgeseg.errors.EdgesegError` (see signatures.py for which status means what);
+transports convert protos and map statuses, nothing more. gRPC and (later) REST share it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tensorflow_serving.apis import model_pb2, predict_pb2
+
+from edgeseg.serving import signatures, tensors
+
+
+def fill_model_spec(out: model_pb2.ModelSpec, name: str, version: int,
+                    signature_name: str | None = None) -> None:
+    out.name = name
+    out.version.value = version
+    if signature_name is not None:
+        out.signature_name = signature_name
+
+
+def predict(core: Any, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    with core.handle(request.model_spec) as handle:
+        model = handle.model
+        sig_name, signature = signatures.find_signature(
+            model.signature_defs, request.model_spec.signature_name
+        )
+        inputs = {
+            alias: tensors.decode(proto, f"input '{alias}'")
+            for alias, proto in request.inputs.items()
+        }
+        signatures.check_inputs(signature, inputs)
+        aliases = signatures.select_outputs(signature, request.output_filter)
+        results = model.run(
+            {signature.inputs[a].name: value for a, value in inputs.items()},
+            [signature.outputs[a].name for a in aliases],
+        )
+        response = predict_pb2.PredictResponse()
+        fill_model_spec(response.model_spec, handle.name, handle.version, sig_name)
+        for alias, value in zip(aliases, results, strict=True):
+            tensors.encode(value, out=response.outputs[alias])
+        return response
