@@ -86,6 +86,7 @@ class Publisher:
         self.available = True
         self.connected = threading.Event()
         self._last_info: mqtt.MQTTMessageInfo | None = None
+        self._closed = False
         self._on_published = None  # optional callback after a frame's messages went to paho
         self._client = self._make_client(client_id, password)
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
@@ -180,7 +181,10 @@ class Publisher:
             self._on_published(messages)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush (within ``timeout``), publish offline, disconnect; safe to call once."""
+        """Flush (within ``timeout``), publish offline, disconnect; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
         deadline = time.monotonic() + timeout
         self.outbox.close()
         while self._sender.is_alive() and time.monotonic() < deadline:

@@ -262,8 +262,8 @@ class Recorder:
         return [json.loads(m["payload"]) for m in self.of("meta")]
 
     def close(self) -> None:
+        self.client.disconnect()  # first, so the network thread wakes up and ends at once
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 @pytest.fixture

@@ -34,12 +34,23 @@ class FakeServer:
     def __init__(self, delay: float, input_size: tuple[int, int] | None, version: int = 1):
         self.delay, self.input_size, self.version = delay, input_size, version
         self.calls = 0
+        self.active = 0
+        self.max_active = 0  # most calls in progress at once (pipelining)
         self._lock = threading.Lock()
 
     def predict(self, request, context):
         with self._lock:
             self.calls += 1
-        time.sleep(self.delay)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            time.sleep(self.delay)
+            return self._predict(request, context)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def _predict(self, request, context):
         tensor = request.inputs["images"]
         if tensor.dtype == DT_STRING:
             import cv2
