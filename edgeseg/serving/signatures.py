@@ -63,7 +63,8 @@ def check_input(alias: str, info: Any, value: np.ndarray) -> None:
         raise InvalidArgument(
             f"input '{alias}': expected dtype {dtype_name(info.dtype)}, got {got}"
         )
-    shape = shape_of(info.tensor_shape)
+    # Old exports leave tensor_shape out altogether: the shape is unknown, not scalar.
+    shape = shape_of(info.tensor_shape) if info.HasField("tensor_shape") else None
     if shape is None:
         return
     ok = len(shape) == value.ndim and all(

@@ -31,7 +31,7 @@ EDGESEG = [sys.executable, "-m", "edgeseg"]
 START_TIMEOUT_S = 120
 
 
-def testdata(name: str = "") -> Path:
+def tfs_data(name: str = "") -> Path:
     """A path in TF Serving's test data; skips the test when the data is absent."""
     if not TESTDATA.is_dir():
         pytest.skip(f"TF Serving test data not found at {TESTDATA} (set EDGESEG_SHARED)")

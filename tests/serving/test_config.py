@@ -14,11 +14,11 @@ from edgeseg.serving.config import (
 )
 from edgeseg.serving.policy import PreservePolicy, VersionPolicy, VersionPolicyKind
 
-from .conftest import testdata
+from .conftest import tfs_data
 
 
 def test_tf_serving_good_config_parses():
-    text = testdata("good_model_config.txt").read_text()
+    text = tfs_data("good_model_config.txt").read_text()
     models = parse_model_config(text)
     assert [(m.name, m.base_path) for m in models] == [
         ("half_plus_two", "${TEST_HALF_PLUS_TWO_DIR}"),
@@ -28,7 +28,7 @@ def test_tf_serving_good_config_parses():
 
 
 def test_tf_serving_bad_config_is_refused_naming_the_file_and_position():
-    path = testdata("bad_model_config.txt")
+    path = tfs_data("bad_model_config.txt")
     with pytest.raises(InvalidArgument) as err:
         load_model_config_file(path)
     assert str(path) in err.value.message

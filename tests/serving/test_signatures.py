@@ -68,6 +68,15 @@ def test_bad_inputs_name_the_input_and_what_was_expected(change, complaint):
         signatures.check_inputs(tutorial_signature(), inputs)
 
 
+def test_a_signature_without_shapes_takes_any_shape():
+    sig = meta_graph_pb2.SignatureDef()
+    sig.inputs["x"].CopyFrom(meta_graph_pb2.TensorInfo(name="x:0", dtype=1))  # no tensor_shape
+    signatures.check_inputs(sig, {"x": np.zeros((2, 1), np.float32)})
+    sig.inputs["x"].tensor_shape.SetInParent()  # an explicit [] is a scalar
+    with pytest.raises(InvalidArgument, match=r"expected shape \[\], got \[2,1\]"):
+        signatures.check_inputs(sig, {"x": np.zeros((2, 1), np.float32)})
+
+
 def test_output_filter():
     sig = tutorial_signature()
     assert signatures.select_outputs(sig, []) == ["logits", "segmentation_map"]
