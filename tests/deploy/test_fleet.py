@@ -1,0 +1,210 @@
+"""The container files: deploy/Dockerfile, compose.yaml and k8s/, against the systemd units.
+
+No Docker engine (only the docker client) and no cluster are available here, so nothing is
+built or started: the files are parsed (PyYAML; the Dockerfile line by line) and checked to
+name the same image, server flags, ports, paths, user and credentials as the units and
+each other. The Mosquitto and TF Serving files they embed must equal deploy/'s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy import unitfile
+from tests.deploy.conftest import DEPLOY, REPO, SYSTEMD
+
+K8S = DEPLOY / "k8s"
+MOSQ = DEPLOY / "mosquitto"
+PORTS = {8500, 8501}
+MODELS = "/var/lib/edgeseg/models"
+
+
+def server_unit() -> unitfile.Unit:
+    return unitfile.parse(SYSTEMD / "edgeseg-server.service")
+
+
+def serve_argv() -> list[str]:
+    """What the unit runs after the program name: serve and its flags."""
+    unit = server_unit()
+    argv = unitfile.expand(unit.get("Service", "ExecStart"), unit.environment())
+    assert argv[1] == "serve"
+    return argv[1:]
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    lines = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#")]
+    return [(x.split(None, 1)[0].upper(), x.split(None, 1)[1]) for x in lines]
+
+
+def instruction(name: str) -> list[str]:
+    return [args for op, args in dockerfile() if op == name]
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def k8s_objects() -> dict[tuple[str, str], dict]:
+    objects = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") != "Kustomization":
+                objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    return objects
+
+
+def container(objects, deployment: str) -> dict:
+    (c,) = objects[("Deployment", deployment)]["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+# --- Dockerfile ---------------------------------------------------------------------------
+
+def test_dockerfile_base_image_is_nvidias_jetson_tensorflow():
+    (arg,) = [a for a in instruction("ARG") if a.startswith("BASE_IMAGE=")]
+    image = arg.split("=", 1)[1]
+    assert image.startswith("nvcr.io/nvidia/")
+    name, tag = image.rsplit(":", 1)
+    assert tag != "latest" and ("igpu" in tag or "l4t" in name)
+    assert instruction("FROM") == ["${BASE_IMAGE}"]
+
+
+def test_dockerfile_runs_what_the_unit_runs():
+    assert json.loads(instruction("ENTRYPOINT")[0]) == ["edgeseg"]
+    assert json.loads(instruction("CMD")[0]) == serve_argv()
+    assert {int(p) for p in instruction("EXPOSE")[0].split()} == PORTS
+    assert instruction("USER") == ["10001:10001"]
+
+
+def test_dockerfile_copies_only_what_exists_and_the_ignore_file_lets_through():
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = [x[1:].rstrip("/") for x in ignore if x.startswith("!")]
+    for args in instruction("COPY"):
+        *sources, _ = args.split()
+        for source in sources:
+            assert (REPO / source).exists(), source
+            assert any(source == a or source.startswith(a + "/") for a in allowed), source
+
+
+# --- compose ------------------------------------------------------------------------------
+
+def test_compose_server_matches_the_unit():
+    server = compose()["services"]["server"]
+    assert server["command"] == serve_argv()
+    assert {int(p.split(":")[0]) for p in server["ports"]} == PORTS
+    assert {int(p.split(":")[1]) for p in server["ports"]} == PORTS
+    assert f"{MODELS}:{MODELS}:ro" in server["volumes"]
+    assert "/etc/edgeseg:/etc/edgeseg:ro" in server["volumes"]
+    assert server["runtime"] == "nvidia"
+    assert (REPO / "deploy" / Path(server["build"]["dockerfile"]).name).exists()
+    assert server["build"]["context"] == ".."
+
+
+def test_compose_mosquitto_uses_deploys_config_and_port():
+    broker = compose()["services"]["mosquitto"]
+    listener = re.search(r"^listener (\d+)$", (MOSQ / "edgeseg.conf").read_text(), re.M)
+    assert [f"{listener.group(1)}:{listener.group(1)}"] == broker["ports"]
+    source = broker["volumes"][0].split(":")[0]
+    assert (DEPLOY / source).resolve() == (MOSQ / "edgeseg.conf").resolve()
+
+
+def test_compose_agent_finds_its_password_where_the_config_says():
+    services = compose()["services"]
+    agent = services["agent-front-door"]
+    assert agent["image"] == services["server"]["image"]
+    creds = agent["environment"]["CREDENTIALS_DIRECTORY"]
+    (secret,) = agent["secrets"]
+    # Compose mounts a secret at /run/secrets/<target>.
+    assert f"/run/secrets/{secret['target']}" == f"{creds}/mqtt-password"
+    assert agent["command"][:2] == ["agent", "--config"]
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+
+def test_kustomization_lists_every_manifest():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == manifests
+    assert all(obj["metadata"].get("namespace", "edgeseg") == "edgeseg"
+               for obj in k8s_objects().values())
+
+
+def test_k8s_server_matches_the_unit_and_compose():
+    objects = k8s_objects()
+    c = container(objects, "edgeseg-server")
+    assert c["args"] == serve_argv()
+    assert c["image"] == compose()["services"]["server"]["image"]
+    assert {p["containerPort"] for p in c["ports"]} == PORTS
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["grpc"]["port"] == 8500
+    pod = objects[("Deployment", "edgeseg-server")]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 10001
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["models"]["mountPath"] == MODELS and mounts["models"]["readOnly"]
+    assert volumes["models"]["hostPath"]["path"] == MODELS
+    assert MODELS in server_unit().get("Service", "ReadOnlyPaths").split()
+    assert mounts["config"]["mountPath"] == "/etc/edgeseg"
+
+
+def test_k8s_server_service_is_headless_grpc():
+    service = k8s_objects()[("Service", "edgeseg-server")]["spec"]
+    assert service["clusterIP"] == "None"
+    assert {p["port"] for p in service["ports"]} == PORTS
+    assert service["selector"] == {"app.kubernetes.io/name": "edgeseg-server"}
+
+
+@pytest.mark.parametrize(("configmap", "files"), [
+    ("edgeseg-server-config", {"models.config": DEPLOY / "models.config",
+                               "batching_parameters.txt": DEPLOY / "batching_parameters.txt",
+                               "monitoring.config": DEPLOY / "monitoring.config"}),
+    ("edgeseg-mosquitto", {"edgeseg.conf": MOSQ / "edgeseg.conf",
+                           "bridge.conf": MOSQ / "bridge.conf", "acl": MOSQ / "acl"}),
+])
+def test_k8s_configmaps_equal_deploys_files(configmap, files):
+    data = k8s_objects()[("ConfigMap", configmap)]["data"]
+    for key, path in files.items():
+        assert data[key] == path.read_text(), f"{configmap}[{key}] differs from {path}"
+
+
+def test_k8s_mosquitto_mounts_every_file_its_config_names():
+    objects = k8s_objects()
+    pod = objects[("Deployment", "edgeseg-mosquitto")]["spec"]["template"]["spec"]
+    (projected,) = [v["projected"] for v in pod["volumes"] if v["name"] == "edgeseg"]
+    paths = {item["path"] for source in projected["sources"]
+             for kind in ("configMap", "secret") if kind in source
+             for item in source[kind]["items"]}
+    named = re.findall(r"/etc/mosquitto/edgeseg/(\S+)",
+                       (MOSQ / "edgeseg.conf").read_text() + (MOSQ / "bridge.conf").read_text())
+    assert set(named) <= paths
+    mounts = {m["name"]: m["mountPath"] for m in container(objects, "edgeseg-mosquitto")
+              ["volumeMounts"]}
+    assert mounts["edgeseg"] == "/etc/mosquitto/edgeseg"
+
+
+def test_k8s_agent_config_is_valid_and_points_at_the_services(tmp_path):
+    from edgeseg.agent import config as agent_config
+
+    objects = k8s_objects()
+    c = container(objects, "edgeseg-agent-front-door")
+    assert c["image"] == compose()["services"]["server"]["image"]
+    config_path = Path(c["args"][c["args"].index("--config") + 1])
+    (text,) = objects[("ConfigMap", "edgeseg-agent-front-door")]["data"].values()
+    env = {e["name"]: e["value"] for e in c["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["config"] == str(config_path.parent)
+    assert mounts["credentials"] == env["CREDENTIALS_DIRECTORY"]
+    (tmp_path / config_path.name).write_text(text)
+    cfg = agent_config.load(tmp_path / config_path.name, env=env)
+    assert cfg.mqtt.password_file == Path(env["CREDENTIALS_DIRECTORY"]) / "mqtt-password"
+    assert cfg.server.address == "dns:///edgeseg-server.edgeseg.svc.cluster.local:8500"
+    assert cfg.mqtt.address == "edgeseg-mosquitto.edgeseg.svc.cluster.local:8883"
+    assert cfg.mqtt.username == cfg.device_id
+    broker = objects[("Service", "edgeseg-mosquitto")]["spec"]
+    assert [p["port"] for p in broker["ports"]] == [8883]
