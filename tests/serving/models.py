@@ -1,0 +1,54 @@
+"""Tiny SavedModels the tests build themselves (TF1 graphs; a few KB, built in ~0.1 s).
+
+- two_tag_model: ONE SavedModel with tag-sets {serve} (y = x*w + 1) and {serve_quantized}
+  (y = x*w + 100) sharing one variables checkpoint (w = 1), like an `edgeseg export`.
+- slow_model: y = x after spinning a while_loop `n` times (input n, int32 scalar), so a
+  test can keep a request in flight for as long as it wants.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+v1 = tf.compat.v1
+
+
+def _signature(inputs: dict, outputs: dict):
+    return v1.saved_model.signature_def_utils.predict_signature_def(inputs, outputs)
+
+
+def two_tag_model(path: Path) -> Path:
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        x = v1.placeholder(tf.float32, [None], name="x")
+        w = v1.get_variable("w", initializer=tf.constant(1.0))
+        float_y = tf.identity(x * w + 1.0, name="y_float")
+        int8_y = tf.identity(x * w + 100.0, name="y_int8")
+        sess.run(v1.global_variables_initializer())
+        builder = v1.saved_model.Builder(str(path))
+        builder.add_meta_graph_and_variables(
+            sess, ["serve"], signature_def_map={"serving_default": _signature({"x": x},
+                                                                               {"y": float_y})})
+        builder.add_meta_graph(
+            ["serve_quantized"],
+            signature_def_map={"serving_default": _signature({"x": x}, {"y": int8_y})})
+        builder.save()
+    return path
+
+
+def slow_model(path: Path) -> Path:
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        x = v1.placeholder(tf.float32, [None], name="x")
+        n = v1.placeholder(tf.int32, [], name="n")
+        _, spins = tf.while_loop(lambda i, s: i < n, lambda i, s: (i + 1, s + 1.0),
+                                 [tf.constant(0), tf.constant(0.0)])
+        y = tf.identity(x + 0.0 * spins, name="y")
+        builder = v1.saved_model.Builder(str(path))
+        builder.add_meta_graph_and_variables(
+            sess, ["serve"],
+            signature_def_map={"serving_default": _signature({"x": x, "n": n}, {"y": y})})
+        builder.save()
+    return path
