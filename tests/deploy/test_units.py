@@ -165,3 +165,21 @@ def test_watchdog_only_where_the_program_pings(units, name, package):
 
 def test_target_groups_the_services(units):
     assert units[TARGET].get("Install", "WantedBy") == "multi-user.target"
+
+
+def test_drop_in_examples_verify_and_narrow_the_agent(verify_root, tmp_path):
+    """systemd/examples: valid drop-ins; a network camera's agent loses device access."""
+    root = tmp_path / "root"
+    shutil.copytree(verify_root, root, symlinks=True)
+    units_dir = root / "etc/systemd/system"
+    for unit, example in [(SERVER, "server-dgpu.conf"), (AGENT, "agent-network-camera.conf")]:
+        dropin = units_dir / f"{unit}.d" / example
+        dropin.parent.mkdir()
+        shutil.copy(SYSTEMD / "examples" / example, dropin)
+    result = analyze("verify", f"--root={root}", "--man=no", SERVER, AGENT)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    before = exposure(analyze("security", "--offline=true", f"--root={verify_root}",
+                              "--no-pager", AGENT).stdout)
+    after = analyze("security", "--offline=true", f"--root={root}", "--no-pager", AGENT)
+    assert "char-video4linux" not in after.stdout
+    assert exposure(after.stdout) < before
