@@ -1,0 +1,115 @@
+"""``edgeseg view``: the preview page for a remote MQTT subscriber.
+
+Subscribes to one camera's ``<prefix>/mask`` and ``<prefix>/meta`` (and to
+``<prefix>/frame``, low-rate JPEG frames the agent publishes with ``--publish-frames``)
+and serves the same page as the agent's ``--preview-port``. Without frames the mask is
+drawn over black. Frames and masks are paired by the ``frame_id`` user property; a
+mask whose own frame has not arrived is drawn over the newest frame of its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeseg import masks
+from edgeseg.errors import EdgesegError, InvalidArgument
+from edgeseg.labels import VOC_CLASSES, read_labels, voc_palette
+from edgeseg.preview.hub import PreviewHub
+from edgeseg.preview.server import PreviewServer
+
+log = logging.getLogger("edgeseg.view")
+
+
+def user_property(message: Any, key: str) -> str | None:
+    props = getattr(message, "properties", None)
+    for name, value in getattr(props, "UserProperty", None) or []:
+        if name == key:
+            return value
+    return None
+
+
+class MaskViewer:
+    """Turns MQTT messages into hub updates (transport-free, so it is unit-testable)."""
+
+    def __init__(self, hub: PreviewHub, prefix: str) -> None:
+        self.hub = hub
+        self.prefix = prefix.rstrip("/")
+        self.frame: np.ndarray | None = None
+        self.frame_id: str | None = None
+        self.meta: dict[str, Any] = {}
+        self.errors = 0
+
+    def topics(self) -> list[str]:
+        return [f"{self.prefix}/{leaf}" for leaf in ("mask", "meta", "frame")]
+
+    def on_message(self, topic: str, payload: bytes, frame_id: str | None) -> None:
+        leaf = topic.rsplit("/", 1)[-1]
+        try:
+            if leaf == "frame":
+                image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise InvalidArgument(f"{topic}: payload is not a JPEG/PNG image")
+                self.frame, self.frame_id = image, frame_id
+            elif leaf == "meta":
+                self.meta = masks.decode_meta(payload)
+            elif leaf == "mask":
+                self._show(masks.decode_mask(payload), frame_id)
+        except EdgesegError as exc:
+            self.errors += 1
+            log.warning("ignoring a bad message: %s", exc)
+
+    def _show(self, class_map: np.ndarray, frame_id: str | None) -> None:
+        frame = self.frame
+        if frame is None or frame.shape[:2] != class_map.shape:
+            frame = np.zeros((*class_map.shape, 3), np.uint8)
+        info = {"latency_ms": self.meta.get("latency_ms", {}), "frame_id": frame_id,
+                "model": self.meta.get("model")}
+        self.hub.update(frame, class_map, info)
+
+
+def main(argv: list[str]) -> int:
+    import paho.mqtt.client as mqtt
+
+    p = argparse.ArgumentParser(prog="edgeseg view", description=__doc__.split("\n\n")[0])
+    p.add_argument("--mqtt", default="127.0.0.1:1883", metavar="HOST:PORT")
+    p.add_argument("--topic-prefix", required=True, help="the camera's prefix, e.g. "
+                   "edgeseg/jetson-1/front")
+    p.add_argument("--preview-port", type=int, default=8080)
+    p.add_argument("--preview-host", default="127.0.0.1")
+    p.add_argument("--labels", help="class names file (default: PASCAL VOC)")
+    p.add_argument("--max-fps", type=float, default=10.0)
+    args = p.parse_args(argv)
+    host, _, port = args.mqtt.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidArgument(f"--mqtt must be HOST:PORT, got {args.mqtt!r}")
+    names = read_labels(args.labels) if args.labels else list(VOC_CLASSES)
+    hub = PreviewHub(names, voc_palette(max(len(names), 1)), max_fps=args.max_fps)
+    viewer = MaskViewer(hub, args.topic_prefix)
+    server = PreviewServer(hub, args.preview_host, args.preview_port,
+                           title=args.topic_prefix).start()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, *_: [c.subscribe(t, qos=0) for t in viewer.topics()]
+    client.on_message = lambda _c, _u, m: viewer.on_message(
+        m.topic, m.payload, user_property(m, "frame_id"))
+    client.connect_async(host, int(port))
+    client.loop_start()
+    print(f"edgeseg view: preview at {server.url} for {args.topic_prefix} on {args.mqtt}",
+          flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        server.stop()
+    return 0
