@@ -1,0 +1,112 @@
+"""The `edgeseg serve` process: flag errors, --validate-config, start-up errors, SIGTERM."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+
+from .conftest import run_serve, tfs_data
+from .models import slow_model
+
+
+def test_unknown_flag_is_a_clear_error_exit_2():
+    result = run_serve("--model_base_path=/m", "--enable_batchingg")
+    assert result.returncode == 2
+    assert "unknown flag --enable_batchingg" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_flags():
+    result = run_serve("--help")
+    assert result.returncode == 0
+    for flag in ("--port=8500", "--model_config_file=", "--grpc_socket_path=",
+                 "--file_system_poll_wait_seconds=1", "--validate_config="):
+        assert flag in result.stdout
+
+
+def test_no_model_is_a_clear_error():
+    result = run_serve("--port=0")
+    assert result.returncode == 2
+    assert "--model_base_path" in result.stderr and "--model_config_file" in result.stderr
+
+
+def good_config(tmp_path):
+    text = tfs_data("good_model_config.txt").read_text()
+    text = text.replace("${TEST_HALF_PLUS_TWO_DIR}", str(tfs_data("saved_model_half_plus_two_cpu")))
+    text = text.replace("${TEST_HALF_PLUS_THREE_DIR}", str(tmp_path / "not-there-yet"))
+    path = tmp_path / "models.config"
+    path.write_text(text)
+    return path
+
+
+def test_validate_config_reports_what_would_be_served(tmp_path):
+    result = run_serve(f"--model_config_file={good_config(tmp_path)}", "--validate-config")
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK: 2 model(s)" in result.stdout
+    assert "half_plus_two" in result.stdout and "would serve [123]" in result.stdout
+    assert "WARNING: base path not readable" in result.stdout  # half_plus_three's
+
+
+@pytest.mark.parametrize("validate", [True, False], ids=["validate", "start-up"])
+def test_malformed_config_file_is_a_clear_error_exit(validate):
+    path = tfs_data("bad_model_config.txt")
+    flags = [f"--model_config_file={path}"] + (["--validate-config"] if validate else [])
+    result = run_serve(*flags, "--port=0", "--grpc_bind_address=127.0.0.1")
+    assert result.returncode != 0
+    assert f"model config file {path}" in result.stderr and "improperly" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "listening" not in result.stderr
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    result = run_serve(f"--model_config_file={tmp_path / 'nope.config'}", "--validate-config")
+    assert result.returncode == 2
+    assert "cannot read --model_config_file" in result.stderr
+
+
+def slow_request(n):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "slow"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.float32([7.0])))
+    request.inputs["n"].CopyFrom(tf.make_tensor_proto(np.int32(n)))
+    return request
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_0(serve, tmp_path):
+    slow_model(tmp_path / "slow" / "1")
+    notify_path = str(tmp_path / "notify")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(30)
+    try:
+        server = serve("--model_name=slow", f"--model_base_path={tmp_path / 'slow'}",
+                       "--shutdown_grace_seconds=20", env={"NOTIFY_SOCKET": notify_path})
+        assert notify.recv(100) == b"READY=1"
+        outcome: dict = {}
+
+        def in_flight():
+            response = server.predict.Predict(slow_request(200_000), timeout=60)
+            outcome["y"] = list(response.outputs["y"].float_val)
+            outcome["done_at"] = time.monotonic()
+
+        thread = threading.Thread(target=in_flight)
+        thread.start()
+        time.sleep(0.5)  # the request is running in the model now
+        sent = time.monotonic()
+        assert server.terminate(timeout=60) == 0
+        thread.join(30)
+        assert outcome.get("y") == [7.0]  # the in-flight request was answered...
+        assert outcome["done_at"] > sent  # ...after SIGTERM came
+        assert notify.recv(100) == b"STOPPING=1"
+        assert "edgeseg serve: stopped" in server.log()
+        with pytest.raises(grpc.RpcError):
+            server.predict.Predict(slow_request(1), timeout=5)  # nobody listens any more
+    finally:
+        notify.close()
