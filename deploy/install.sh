@@ -236,6 +236,8 @@ done
 
 if [ "$STAGED" = yes ]; then
     say "staged into $DESTDIR: skipping systemctl daemon-reload/enable/start (enable links written)"
+elif [ ! -d /run/systemd/system ]; then
+    say "systemd is not running here: skipping systemctl daemon-reload/start (enable links written)"
 else
     systemctl daemon-reload
     if [ "$START" = yes ]; then

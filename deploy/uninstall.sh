@@ -47,11 +47,13 @@ for link in "$D$UNITDIR"/edgeseg.target.wants/edgeseg-agent@*.service; do
     [ -L "$link" ] && instances+=("${link##*/}")
 done
 
-if [ "$STAGED" = no ]; then
+if [ "$STAGED" = yes ]; then
+    say "staged: skipping systemctl stop/disable/daemon-reload"
+elif [ -d /run/systemd/system ]; then
     systemctl stop edgeseg.target ${instances[@]+"${instances[@]}"} edgeseg-server.service \
         2>/dev/null || true
 else
-    say "staged: skipping systemctl stop/disable/daemon-reload"
+    say "systemd is not running here: skipping systemctl stop/daemon-reload"
 fi
 
 rm -f "$D$UNITDIR/multi-user.target.wants/edgeseg.target"
@@ -85,7 +87,7 @@ if [ "$STAGED" = yes ]; then
     done
 fi
 
-if [ "$STAGED" = no ]; then
+if [ "$STAGED" = no ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl reset-failed 'edgeseg*' 2>/dev/null || true
 fi

@@ -173,3 +173,57 @@ def test_shell_scripts_parse_and_pass_shellcheck():
     result = subprocess.run(["shellcheck", str(INSTALL), str(UNINSTALL)],
                             capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+REAL_INSTALL = r"""
+set -euo pipefail
+for d in etc opt var/lib; do
+    mkdir -p "$T/$d/upper" "$T/$d/work"
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$T/$d/upper,workdir=$T/$d/work" "/$d"
+done
+bash "$INSTALL" --venv-from="$VENV" --camera=front
+bash "$INSTALL" --venv-from="$VENV" --camera=front
+getent passwd edgeseg | cut -d: -f6
+stat -c 'config %G %a' /etc/edgeseg/agent-front.yaml
+stat -c 'credentials %U %a' /etc/edgeseg/credentials
+stat -c 'models %U %a' /var/lib/edgeseg/models
+readlink /etc/systemd/system/edgeseg.target.wants/edgeseg-agent@front.service
+test -x /opt/edgeseg/bin/edgeseg && echo bin ok
+bash "$UNINSTALL" --purge
+getent passwd edgeseg || echo user gone
+test ! -e /etc/systemd/system/edgeseg-server.service && test ! -e /etc/edgeseg && echo files gone
+"""
+
+
+def test_install_into_the_real_root_in_a_private_mount_namespace(tmp_path):
+    """The non-staged path — user creation, tmpfiles, chgrp — run for real, with overlays
+    over /etc, /opt and /var/lib inside `unshare --mount`, so the host never sees it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (for unshare --mount and the overlays)")
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare --mount is not permitted here: {probe.stderr.decode().strip()}")
+    if not (VENV / "bin" / "edgeseg").exists():
+        pytest.skip(f"{VENV}/bin/edgeseg is missing: run `make test` (it builds .venv)")
+    def host_user() -> int:
+        return subprocess.run(["getent", "passwd", "edgeseg"], capture_output=True,
+                              check=False).returncode
+
+    before = host_user()
+    env = {**os.environ, "T": str(tmp_path), "INSTALL": str(INSTALL),
+           "UNINSTALL": str(UNINSTALL), "VENV": str(VENV)}
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                             REAL_INSTALL], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    if "overlay" in result.stderr and "mount" in result.stderr and result.returncode:
+        pytest.skip(f"overlayfs is not available here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "/var/lib/edgeseg\n" in out                     # the user, with its home
+    assert "config edgeseg 640" in out
+    assert "credentials root 700" in out
+    assert "models root 755" in out
+    assert "/etc/systemd/system/edgeseg-agent@.service" in out
+    assert "bin ok" in out and "user gone" in out and "files gone" in out
+    assert host_user() == before  # the host's user database was never touched
+    assert not Path("/etc/systemd/system/edgeseg-server.service").exists() or before == 0

@@ -172,11 +172,13 @@ def test_drop_in_examples_verify_and_narrow_the_agent(verify_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(verify_root, root, symlinks=True)
     units_dir = root / "etc/systemd/system"
-    for unit, example in [(SERVER, "server-dgpu.conf"), (AGENT, "agent-network-camera.conf")]:
+    csi = "edgeseg-agent@csi.service"
+    for unit, example in [(SERVER, "server-dgpu.conf"), (AGENT, "agent-network-camera.conf"),
+                          (csi, "agent-csi-camera.conf")]:
         dropin = units_dir / f"{unit}.d" / example
         dropin.parent.mkdir()
         shutil.copy(SYSTEMD / "examples" / example, dropin)
-    result = analyze("verify", f"--root={root}", "--man=no", SERVER, AGENT)
+    result = analyze("verify", f"--root={root}", "--man=no", SERVER, AGENT, csi)
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
     before = exposure(analyze("security", "--offline=true", f"--root={verify_root}",
                               "--no-pager", AGENT).stdout)
