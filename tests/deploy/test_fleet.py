@@ -153,6 +153,26 @@ def test_k8s_server_matches_the_unit_and_compose():
     assert mounts["config"]["mountPath"] == "/etc/edgeseg"
 
 
+def test_k8s_runtime_class_and_pod_security_fit_the_pods():
+    objects = k8s_objects()
+    pod = objects[("Deployment", "edgeseg-server")]["spec"]["template"]["spec"]
+    assert objects[("RuntimeClass", pod["runtimeClassName"])]["handler"] == "nvidia"
+    # Pod Security "baseline" or "restricted", if enforced, would refuse hostPath volumes.
+    labels = objects[("Namespace", "edgeseg")]["metadata"].get("labels", {})
+    uses_host_path = any("hostPath" in v for (kind, _), obj in objects.items()
+                         if kind == "Deployment"
+                         for v in obj["spec"]["template"]["spec"].get("volumes", []))
+    enforced = labels.get("pod-security.kubernetes.io/enforce", "privileged")
+    assert not (uses_host_path and enforced != "privileged")
+    for (kind, name), obj in objects.items():
+        if kind == "Deployment":
+            spec = obj["spec"]["template"]["spec"]
+            assert spec["securityContext"]["runAsNonRoot"] is True, name
+            for c in spec["containers"]:
+                assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], name
+                assert c["securityContext"]["allowPrivilegeEscalation"] is False, name
+
+
 def test_k8s_server_service_is_headless_grpc():
     service = k8s_objects()[("Service", "edgeseg-server")]["spec"]
     assert service["clusterIP"] == "None"
