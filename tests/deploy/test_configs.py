@@ -24,8 +24,8 @@ from google.protobuf import (
     wrappers_pb2,
 )
 
-from tests.deploy import unitfile
-from tests.deploy.conftest import CAMERA, DEPLOY, REPO, SYSTEMD
+from . import unitfile
+from .conftest import CAMERA, DEPLOY, REPO, SYSTEMD
 
 TESTDATA = REPO.parent / "shared" / "tfserving-testdata"
 # Flags of issue 5 (REST, batching, monitoring) that `edgeseg serve` may not parse yet.

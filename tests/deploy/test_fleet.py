@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy import unitfile
-from tests.deploy.conftest import DEPLOY, REPO, SYSTEMD
+from . import unitfile
+from .conftest import DEPLOY, REPO, SYSTEMD
 
 K8S = DEPLOY / "k8s"
 MOSQ = DEPLOY / "mosquitto"

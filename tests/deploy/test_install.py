@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import (
+from .conftest import (
     CAMERA,
     INSTALL,
     UNINSTALL,

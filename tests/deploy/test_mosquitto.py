@@ -19,8 +19,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.deploy import brokers
-from tests.deploy.conftest import DEPLOY, free_port, require
+from . import brokers
+from .conftest import DEPLOY, free_port, require
 
 MOSQ = DEPLOY / "mosquitto"
 USERS = {"jetson-01": "pw-jetson-01", "jetson-02": "pw-jetson-02",

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import unitfile
-from tests.deploy.conftest import CAMERA, DEPLOY, REPO, SYSTEMD, require
+from . import unitfile
+from .conftest import CAMERA, DEPLOY, REPO, SYSTEMD, require
 
 SERVER = "edgeseg-server.service"
 AGENT_TEMPLATE = "edgeseg-agent@.service"
