@@ -74,7 +74,7 @@ class Histogram:
 
 class AgentMetrics:
     STAGES = ("queue", "inference", "postprocess", "total")
-    DROP_REASONS = ("capture_queue", "server_error", "result_queue", "outbox")
+    DROP_REASONS = ("capture_queue", "server_error", "stale", "result_queue", "outbox")
 
     def __init__(self) -> None:
         p = "edgeseg_agent_"

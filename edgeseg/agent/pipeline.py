@@ -8,7 +8,9 @@ lifecycle. :meth:`run` blocks until :meth:`stop` is called (SIGTERM), the file s
 ends, or ``max_frames`` masks were encoded; then it shuts down in data order — capture
 stops, in-flight Predict calls finish (bounded by the deadline), queued masks are
 encoded and flushed, ``offline`` is published — and returns 0. Every queue is bounded;
-each drop is counted in the metrics, by where it happened. This module only wires and
+each drop is counted in the metrics, by where it happened. Masks go out in frame order:
+a pipelined reply that arrives after a newer frame's mask was published is dropped
+(reason ``stale``). This module only wires and
 encodes; policy lives in the parts.
 """
 
@@ -96,6 +98,7 @@ class Pipeline:
         self.inference = InferenceLoop(cfg.server, self.frames, self.results, m)
         self.metrics_server: MetricsServer | None = None
         self.encoded = 0
+        self.last_frame_id = -1
         self._encoder = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
 
     def _source_state(self, up: bool) -> None:
@@ -120,6 +123,12 @@ class Pipeline:
                 continue
             if self.cfg.max_frames and self.encoded >= self.cfg.max_frames:
                 continue  # draining after the last wanted frame
+            if result.frame.id <= self.last_frame_id:
+                # pipelined replies can come back out of order; a mask older than one
+                # already published would move subscribers back in time
+                self.metrics.drop("stale")
+                continue
+            self.last_frame_id = result.frame.id
             try:
                 messages = build_messages(self.cfg, result.frame, result.response, self.labels,
                                           signature)

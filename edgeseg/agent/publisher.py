@@ -133,8 +133,11 @@ class Publisher:
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()
         self.metrics.mqtt_connected.set(0)
-        log.warning("mqtt: disconnected from %s (%s); reconnecting", self.cfg.address,
-                    reason_code)
+        if self._closed:
+            log.info("mqtt: disconnected from %s", self.cfg.address)
+        else:
+            log.warning("mqtt: disconnected from %s (%s); reconnecting", self.cfg.address,
+                        reason_code)
 
     def _publish_status(self, client) -> mqtt.MQTTMessageInfo:
         payload = ONLINE if self.available else OFFLINE

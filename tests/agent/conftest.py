@@ -339,3 +339,52 @@ def agent_factory(tmp_path):
     finally:
         for agent in agents:
             agent.close()
+
+
+# -- the REAL model server (`edgeseg serve`) with a DeepLab export (`edgeseg export`) --
+
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory):
+    """A DeepLab-v3 export (random weights, 65x65 card size) made once per session."""
+    base = tmp_path_factory.mktemp("models") / "deeplab"
+    out = subprocess.run([sys.executable, "-m", "edgeseg", "export", "deeplabv3", "--output",
+                          str(base), "--input-size", "65"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if "not available in this build" in out.stderr:
+        pytest.skip("`edgeseg export` is not in this build yet")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return base
+
+
+def real_server(model_base: Path, log: Path) -> ChildServer:
+    port = free_port()
+    argv = [sys.executable, "-m", "edgeseg", "serve", f"--port={port}",
+            "--grpc_bind_address=127.0.0.1", "--model_name=deeplab",
+            f"--model_base_path={model_base}"]
+    server = ChildServer(argv, port, "listening", log, timeout=120)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def shared_real_server(real_model, tmp_path_factory):
+    """`edgeseg serve` for tests that do not kill it (started once per session)."""
+    server = real_server(real_model, tmp_path_factory.mktemp("serve") / "serve.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The agent's /metrics page as {'name{labels}': value}."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
