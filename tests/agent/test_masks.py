@@ -119,3 +119,15 @@ def test_subscribe_prints_masks_published_by_a_plain_client(mosquitto):
     assert proc.returncode == 0, err
     assert "edgeseg/d/c/mask 4x2 classes=[15]" in out
     assert "frame=3" in out
+
+
+def test_docs_schema_is_the_shipped_file():
+    doc = (REPO / "docs" / "mqtt.md").read_text()
+    block = doc.split("### Schema", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
+    assert json.loads(block) == masks.meta_schema()
+
+
+def test_docs_example_meta_validates():
+    doc = (REPO / "docs" / "mqtt.md").read_text()
+    example = doc.split("## `<prefix>/meta`", 1)[1].split("```json\n", 1)[1].split("\n```")[0]
+    assert masks.schema_errors(json.loads(example), masks.meta_schema()) == []
