@@ -18,7 +18,9 @@ from edgeseg.progress import Progress
 from exporters.model import SegmentationModel
 
 # File sources by suffix -> "module:function(path, args, progress) -> SegmentationModel".
-FILE_SOURCES: dict[str, str] = {}
+FILE_SOURCES: dict[str, str] = {
+    ".tflite": "exporters.tflite:load",
+}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -67,6 +69,19 @@ def parser() -> argparse.ArgumentParser:
                    help="ASPP atrous rates at output stride 16 (default: none, as DeepLab's "
                         "MobileNetV2 models; 6,12,18 for the paper's ASPP)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    f = p.add_argument_group(
+        "model files (.tflite, .keras/.h5, .pb)",
+        "Pre-processing maps raw RGB 0..255 to the network's input: x * scale + offset, or "
+        "(x - mean) / std. A quantized TFLite input brings its own; --input-size gives the "
+        "size of a Keras or frozen-graph input that does not fix it.")
+    f.add_argument("--input-tensor", metavar="NAME:0", help="frozen graph: the image input "
+                   "(e.g. ImageTensor:0)")
+    f.add_argument("--output-tensor", metavar="NAME:0", help="frozen graph: class ids or "
+                   "per-pixel scores (e.g. SemanticPredictions:0)")
+    f.add_argument("--scale", type=float, help="multiply raw RGB 0..255 by this")
+    f.add_argument("--offset", type=float, help="then add this")
+    f.add_argument("--mean", type=float, help="or subtract this mean…")
+    f.add_argument("--std", type=float, help="…and divide by this standard deviation")
     return p
 
 
