@@ -128,5 +128,41 @@ def encode(array: Any, content: bool = False,
     elif dtype == types_pb2.DT_HALF:
         proto.half_val.extend(flat.view(np.uint16).tolist())
     else:
-        getattr(proto, _CODEC[dtype][1]).extend(flat.tolist())
+        field = _CODEC[dtype][1]
+        packed = _small_varints(flat) if flat.dtype.kind in "iu" else None
+        if packed is None:
+            getattr(proto, field).extend(flat.tolist())
+        else:  # same bytes the repeated field would hold, without a Python int per value
+            number = tensor_pb2.TensorProto.DESCRIPTOR.fields_by_name[field].number
+            proto.MergeFromString(_varint((number << 3) | 2) + _varint(len(packed)) + packed)
     return proto
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _small_varints(flat: np.ndarray) -> bytes | None:
+    """Packed varint encoding of integers in [0, 2**14), vectorised; None otherwise.
+
+    Segmentation maps (class ids) are such arrays: encoding them value by value in Python
+    costs ~15 ms for 513x513; this costs ~1 ms.
+    """
+    if flat.size == 0 or flat.min() < 0 or flat.max() >= 1 << 14:
+        return None
+    values = flat.astype(np.uint16)
+    if values.max() < 0x80:
+        return values.astype(np.uint8).tobytes()
+    two = values >= 0x80
+    pairs = np.empty((values.size, 2), dtype=np.uint8)  # [low 7 bits | continuation, high]
+    pairs[:, 0] = np.where(two, (values & 0x7F) | 0x80, values)
+    pairs[:, 1] = values >> 7
+    keep = np.ones_like(pairs, dtype=bool)
+    keep[:, 1] = two
+    out = pairs[keep]  # row-major: each value's one or two bytes, in order
+    return out.tobytes()

@@ -75,3 +75,17 @@ def _proto(dtype, dims, **values):
 def test_malformed_protos_are_invalid_argument(proto, complaint):
     with pytest.raises(InvalidArgument, match=complaint):
         decode(proto, "input 'x'")
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.uint8([0, 1, 127]), np.uint8([128, 255, 0, 200]), np.int64([[0, 20], [16383, 128]]),
+     np.int32([16384, 3]), np.int32([-1, 3]), np.uint16(np.arange(0, 65535, 97)),
+     np.int64(np.random.default_rng(0).integers(0, 21, (1, 65, 65)))],
+    ids=["7bit", "8bit", "14bit", "15bit", "negative", "uint16", "map"],
+)
+def test_fast_integer_encoding_gives_the_same_bytes(array):
+    field = "int64_val" if array.dtype == np.int64 else "int_val"
+    reference = tensor_pb2.TensorProto()
+    getattr(reference, field).extend(array.ravel().tolist())
+    assert list(getattr(encode(array), field)) == list(getattr(reference, field))
