@@ -161,7 +161,9 @@ class Capture:
         next_due = time.monotonic()
         delivered = False
         while not self.stop.is_set():
-            ok, image = cap.read()
+            ok, image = self._next(cap, next_due)
+            if ok and image is None:
+                continue  # drained from OpenCV's buffer but over the fps cap
             if not ok or image is None:
                 if self.spec.live or not delivered:
                     return delivered
@@ -174,14 +176,24 @@ class Capture:
             delivered = True
             self._set_up(True)
             now = time.monotonic()
-            if self.spec.live and now < next_due:
-                continue  # drained from OpenCV's buffer but over the fps cap
             if not self.spec.live and now < next_due:
                 self.stop.wait(next_due - now)
                 now = time.monotonic()
             next_due = max(next_due + interval, now) if interval else now
             self._emit(image, now)
         return delivered
+
+    def _next(self, cap: cv2.VideoCapture, next_due: float) -> tuple[bool, np.ndarray | None]:
+        """(ok, image); for a live source over the fps cap, (True, None): the frame is
+        grabbed — so OpenCV's buffer never goes stale — but not decoded (grab is cheap)."""
+        if not self.spec.live:
+            return cap.read()
+        if not cap.grab():
+            return False, None
+        if time.monotonic() < next_due:
+            return True, None
+        ok, image = cap.retrieve()
+        return ok and image is not None, image
 
     def _emit(self, image: np.ndarray, mono: float) -> None:
         frame = Frame(self.frames, image, time.time(), mono)

@@ -119,3 +119,57 @@ def test_stop_interrupts_a_long_backoff(tmp_path):
     stop.set()
     cap.join(5)
     assert time.monotonic() - t < 1.0
+
+
+class FakeCamera:
+    """A live camera stand-in: frames at `rate` Hz, gone after `frames` of them."""
+
+    def __init__(self, frames: int, rate: float = 200.0) -> None:
+        self.left, self.rate = frames, rate
+        self.grabs = self.retrieves = 0
+
+    def grab(self) -> bool:
+        time.sleep(1 / self.rate)
+        self.grabs += 1
+        self.left -= 1
+        return self.left >= 0
+
+    def retrieve(self):
+        import numpy as np
+
+        self.retrieves += 1
+        return True, np.zeros((4, 4, 3), np.uint8)
+
+    def get(self, _prop) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        pass
+
+
+def test_live_camera_is_drained_but_only_capped_frames_are_decoded(monkeypatch):
+    from edgeseg.agent import capture as capture_mod
+
+    cameras = [FakeCamera(100), FakeCamera(100)]
+    opened = []
+
+    def fake_open(spec, cfg):
+        opened.append(spec.target)
+        return cameras[len(opened) - 1] if len(opened) <= len(cameras) else None
+
+    monkeypatch.setattr(capture_mod, "open_capture", fake_open)
+    states, stop = [], threading.Event()
+    out = DropOldestQueue(1000)
+    cfg = SourceConfig(uri="/dev/video7", fps=20, backoff_initial_s=0.05, backoff_max_s=0.1)
+    cap = Capture(cfg, out, stop, AgentMetrics(), on_state=states.append)
+    cap.start()
+    wait = time.monotonic() + 10
+    while len(opened) < 3 and time.monotonic() < wait:
+        time.sleep(0.05)
+    stop.set()
+    cap.join(2)
+    first = cameras[0]
+    assert first.grabs == 101  # every frame taken out of the driver's buffer …
+    assert 5 <= first.retrieves <= 15  # … but only ~20 fps of 200 decoded and handed on
+    assert len(opened) >= 3  # camera gone -> reopened with backoff
+    assert states[:3] == [True, False, True]  # status offline while it was gone
