@@ -20,7 +20,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from edgeseg import masks
 from edgeseg.agent.capture import Capture, Frame
@@ -44,8 +48,14 @@ def read_labels(path: Path | None) -> list[str]:
         raise InvalidArgument(f"labels_file: cannot read {path}: {exc.strerror}") from None
 
 
+class Encoded(NamedTuple):
+    class_map: np.ndarray  # (H, W) uint8 at the frame's size
+    meta: dict  # the <prefix>/meta object
+    messages: list[Message]  # mask then meta
+
+
 def build_messages(cfg: AgentConfig, frame: Frame, response, labels: list[str],
-                   signature: str) -> list[Message]:
+                   signature: str) -> Encoded:
     """One frame's ``mask`` and ``meta`` messages (docs/mqtt.md); fills frame.timings."""
     started = time.monotonic()
     class_map, version = read_response(response, frame.image.shape[:2])
@@ -71,12 +81,12 @@ def build_messages(cfg: AgentConfig, frame: Frame, response, labels: list[str],
     prefix, q = cfg.topic_prefix, cfg.mqtt
     props = (("frame_id", str(frame.id)), ("timestamp", f"{frame.captured_at:.6f}"),
              ("model_version", "" if version is None else str(version)))
-    return [
+    return Encoded(class_map, meta, [
         Message(f"{prefix}/mask", png, q.qos_mask, False, masks.MASK_CONTENT_TYPE, props,
                 frame.captured_mono),
         Message(f"{prefix}/meta", json.dumps(meta, separators=(",", ":")).encode(), q.qos_meta,
                 False, masks.META_CONTENT_TYPE, props, frame.captured_mono),
-    ]
+    ])
 
 
 class Pipeline:
@@ -99,6 +109,7 @@ class Pipeline:
         self.metrics_server: MetricsServer | None = None
         self.encoded = 0
         self.last_frame_id = -1
+        self._observers: list[Callable[[Frame, np.ndarray, dict], None]] = []
         self._encoder = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
 
     def _source_state(self, up: bool) -> None:
@@ -130,19 +141,33 @@ class Pipeline:
                 continue
             self.last_frame_id = result.frame.id
             try:
-                messages = build_messages(self.cfg, result.frame, result.response, self.labels,
-                                          signature)
+                encoded = build_messages(self.cfg, result.frame, result.response, self.labels,
+                                         signature)
             except EdgesegError as exc:
                 log.error("agent: dropping a reply: %s", exc.message)
                 self.metrics.drop("server_error")
                 continue
             for stage in ("queue", "inference", "postprocess"):
                 self.metrics.latency[stage].observe(result.frame.timings.get(stage, 0.0))
-            self.publisher.publish(messages)
+            self.publisher.publish(encoded.messages)
+            self._notify_observers(result.frame, encoded)
             self.encoded += 1
             if self.cfg.max_frames and self.encoded >= self.cfg.max_frames:
                 log.info("agent: %d masks encoded (max_frames); stopping", self.encoded)
                 self.stop_event.set()
+
+    def add_observer(self, observer: Callable[[Frame, np.ndarray, dict], None]) -> None:
+        """Call ``observer(frame, class_map, meta)`` for every mask handed to MQTT — the seam
+        for a live preview. It runs on the encode thread: it must return at once (copy into
+        its own drop-oldest slot and do the work elsewhere); an exception is logged."""
+        self._observers.append(observer)
+
+    def _notify_observers(self, frame: Frame, encoded: Encoded) -> None:
+        for observer in self._observers:
+            try:
+                observer(frame, encoded.class_map, encoded.meta)
+            except Exception:  # noqa: BLE001 — a preview bug must not stop the agent
+                log.exception("agent: observer %r failed", observer)
 
     def start(self) -> None:
         hc = self.cfg.health

@@ -1,0 +1,97 @@
+"""The pipeline in-process: the mask/meta encoder on its own, then the loops wired together
+(fake model server in this process, real Mosquitto)."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edgeseg import masks
+from edgeseg.agent import protos
+from edgeseg.agent.capture import Frame
+from edgeseg.agent.config import AgentConfig
+from edgeseg.agent.pipeline import Pipeline, build_messages, read_labels
+from edgeseg.agent.tensors import to_tensor
+from edgeseg.errors import InvalidArgument
+
+from .conftest import synthetic_frames, wait_until, write_clip
+from .fake_model_server import serve
+
+
+def config(**tree) -> AgentConfig:
+    base = {"device_id": "d1", "camera": "door", "source": {"uri": "x.avi"},
+            "server": {"model": "deeplab"}}
+    base.update(tree)
+    return AgentConfig.model_validate(base)
+
+
+def reply(class_map, version=4):
+    r = protos.PredictResponse()
+    r.model_spec.version.value = version
+    r.outputs["segmentation_map"].CopyFrom(to_tensor(class_map[np.newaxis]))
+    return r
+
+
+def test_build_messages_follows_docs_mqtt():
+    frame = Frame(42, np.zeros((4, 6, 3), np.uint8), 1795800000.25, time.monotonic() - 0.1,
+                  {"queue": 0.01, "inference": 0.05})
+    small = np.array([[0, 15], [0, 0]], np.uint8)  # model answered at 2x2
+    enc = build_messages(config(), frame, reply(small), ["background"], "serving_default")
+    mask_msg, meta_msg = enc.messages
+    assert mask_msg.topic == "edgeseg/d1/door/mask" and meta_msg.topic == "edgeseg/d1/door/meta"
+    assert (mask_msg.qos, meta_msg.qos) == (0, 1)
+    mask = masks.decode_mask(mask_msg.payload)
+    assert mask.shape == (4, 6) and (mask == enc.class_map).all()
+    assert mask[0, 3:].tolist() == [15, 15, 15] and mask[2:].max() == 0
+    meta = masks.decode_meta(meta_msg.payload)
+    assert meta == enc.meta
+    assert (meta["frame_id"], meta["width"], meta["height"]) == (42, 6, 4)
+    assert meta["model"] == {"name": "deeplab", "version": 4, "signature": "serving_default"}
+    assert meta["classes"] == [{"id": 0, "name": "background", "fraction": 0.75},
+                               {"id": 15, "name": "class_15", "fraction": 0.25}]
+    assert meta["latency_ms"]["inference"] == 50.0 and meta["latency_ms"]["total"] >= 100
+    assert dict(mask_msg.user_properties) == {"frame_id": "42", "timestamp": "1795800000.250000",
+                                              "model_version": "4"}
+    assert mask_msg.properties().ContentType == "image/png"
+
+
+def test_labels_file(tmp_path):
+    f = tmp_path / "labels.txt"
+    f.write_text("background\naeroplane\n\n")
+    assert read_labels(f) == ["background", "aeroplane"]
+    assert read_labels(None) == []
+    with pytest.raises(InvalidArgument, match="labels_file"):
+        read_labels(tmp_path / "none.txt")
+
+
+def test_pipeline_runs_to_max_frames_and_observers_see_each_mask(tmp_path, mosquitto,
+                                                                 recorder_factory):
+    server, fake, port = serve(0)
+    clip = write_clip(tmp_path / "c.avi", synthetic_frames(20, (48, 64)))
+    cfg = config(source={"uri": str(clip), "loop": True, "fps": 50},
+                 server={"address": f"127.0.0.1:{port}"},
+                 mqtt={"address": mosquitto.address}, max_frames=6)
+    rec = recorder_factory(mosquitto.port)
+    seen = []
+    pipeline = Pipeline(cfg, env={})
+    pipeline.add_observer(lambda frame, class_map, meta: seen.append((frame.id, class_map.shape,
+                                                                      meta["frame_id"])))
+    pipeline.add_observer(lambda *_: 1 / 0)  # a broken observer does not stop the agent
+    done = []
+    t = threading.Thread(target=lambda: done.append(pipeline.run()))
+    try:
+        t.start()
+        t.join(30)
+    finally:
+        pipeline.stop()
+        server.stop(0)
+    assert done == [0]
+    assert len(seen) == 6 and all(s[1] == (48, 64) and s[0] == s[2] for s in seen)
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen)
+    assert pipeline.metrics.masks_published.value == 6
+    wait_until(lambda: len(rec.metas()) == 6 and rec.statuses()[-1:] == ["offline"], 5,
+               what="6 masks then offline at the subscriber")
+    assert len(rec.of("mask")) == 6
+    # the bright square of the synthetic clip is the fake model's class 15
+    assert all(any(c["id"] == 15 for c in m["classes"]) for m in rec.metas())
