@@ -92,7 +92,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(serve, tmp_path):
         outcome: dict = {}
 
         def in_flight():
-            response = server.predict.Predict(slow_request(200_000), timeout=60)
+            response = server.predict.Predict(slow_request(100_000), timeout=60)
             outcome["y"] = list(response.outputs["y"].float_val)
             outcome["done_at"] = time.monotonic()
 
