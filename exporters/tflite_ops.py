@@ -124,8 +124,10 @@ class GraphRun:
         return np.asarray(tensor.data)
 
     def _quantize_output(self, x: Any, tensor: Any) -> Any:
-        if not (self.ctx.quantized and tensor.quantized):
+        if not tensor.quantized:
             return x
+        if not self.ctx.quantized:
+            return self._saturate(x, tensor)
         quant = tensor.quantization
         shape = [1] * max(len(tensor.shape), 1)
         if not quant.per_tensor:
@@ -133,6 +135,17 @@ class GraphRun:
         qmin, qmax = tensor.quant_range()
         return fake_quant(self.tf, x, quant.scale.reshape(shape),
                           quant.zero_point.reshape(shape), qmin, qmax)
+
+    def _saturate(self, x: Any, tensor: Any) -> Any:
+        """Float graph: clamp to the range the tensor's int8 type can hold. A model
+        trained with quantization (FakeQuant on every activation, as the Coral DeepLab
+        was) learned with these clamps; leaving them out changes what it computes."""
+        quant = tensor.quantization
+        if not quant.per_tensor:
+            return x
+        qmin, qmax = tensor.quant_range()
+        scale, zero = float(quant.scale[0]), float(quant.zero_point[0])
+        return self.tf.clip_by_value(x, (qmin - zero) * scale, (qmax - zero) * scale)
 
     def integer_conv(self, op: Any, conv: Callable[[Any, Any], Any]) -> Any | None:
         """In the int8 graph, a convolution whose input, filter and output are quantized

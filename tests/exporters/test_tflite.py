@@ -1,0 +1,248 @@
+"""TFLite import: the real Coral DeepLab on real photos, a float model made here, and
+every bad input refused with nothing written.
+
+The Coral model is exported ONCE (module fixture); each tag-set is run once over the
+photos and the maps are shared by the tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from edgeseg.errors import DataLoss, InvalidArgument, Unimplemented
+from exporters import command, graphs, tflite
+
+from .conftest import tree
+
+PHOTOS = ("astronaut.png", "grace_hopper.bmp", "chelsea.png", "bird_segmentation.bmp",
+          "dog_segmentation.bmp")
+CORAL = "deeplab/deeplabv3_mnv2_pascal_quant.tflite"
+CORAL_DM05 = "deeplab/deeplabv3_mnv2_dm05_pascal_quant.tflite"
+BIRD, DOG = 3, 12
+
+
+def export_file(source: Path, base: Path, *extra: str) -> Path:
+    assert command.main([str(source), "--output", str(base), "--quiet", *extra]) == 0
+    return base / "1"
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
+def letterbox(image: np.ndarray, size: int = 513, pad: int = 128) -> np.ndarray:
+    """As the kit's signatures do it (bilinear, top-left, filled with the zero point)."""
+    h, w = image.shape[:2]
+    scale = min(size / h, size / w)
+    new_h, new_w = min(size, round(h * scale)), min(size, round(w * scale))
+    resized = tf.image.resize(image[None].astype(np.float32), [new_h, new_w])[0].numpy()
+    out = np.full((size, size, 3), float(pad), np.float32)
+    out[:new_h, :new_w] = resized
+    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+
+
+def interpreter_maps(model_path: Path, frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """tf.lite.Interpreter with TFLite's own builtin kernels (no XNNPACK delegate)."""
+    resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = tf.lite.Interpreter(str(model_path), experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    maps = {}
+    for name, frame in frames.items():
+        interpreter.set_tensor(inp["index"], frame[None])
+        interpreter.invoke()
+        maps[name] = interpreter.get_tensor(out["index"])[0].copy()
+    return maps
+
+
+def run_tag(export_dir: Path, tag: str, frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with graphs.loaded(export_dir, tag) as run:
+        return {name: run("serving_default", {"images": f[None]})[0]
+                for name, f in frames.items()}
+
+
+def iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    return float((predicted & truth).sum() / max((predicted | truth).sum(), 1))
+
+
+# -- the Coral DeepLab ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def coral(shared_models: Path) -> Path:
+    return shared_models / CORAL
+
+
+@pytest.fixture(scope="module")
+def photos(shared_models: Path) -> dict[str, np.ndarray]:
+    return {name: read_rgb(shared_models / "images" / name) for name in PHOTOS}
+
+
+@pytest.fixture(scope="module")
+def frames(photos) -> dict[str, np.ndarray]:
+    return {name: letterbox(image) for name, image in photos.items()}
+
+
+@pytest.fixture(scope="module")
+def coral_export(coral: Path, tmp_path_factory) -> Path:
+    return export_file(coral, tmp_path_factory.mktemp("coral") / "deeplab")
+
+
+@pytest.fixture(scope="module")
+def reference(coral, frames):
+    return interpreter_maps(coral, frames)
+
+
+@pytest.fixture(scope="module")
+def quantized_maps(coral_export, frames):
+    return run_tag(coral_export, "serve_quantized", frames)
+
+
+@pytest.fixture(scope="module")
+def float_maps(coral_export, frames):
+    return run_tag(coral_export, "serve", frames)
+
+
+def test_reads_size_classes_and_preprocessing_from_the_flatbuffer(coral):
+    model = tflite.load(coral)
+    assert model.input_size == (513, 513)
+    assert model.num_classes == 21 and model.class_names[15] == "person"
+    assert model.output == "class_ids" and model.quantization == "own"
+    # uint8 input, scale 1/128, zero point 128: raw RGB in, real = (x - 128) / 128.
+    assert model.preprocessing.scale == pytest.approx(1 / 128)
+    assert model.preprocessing.offset == pytest.approx(-1.0)
+    assert model.preprocessing.pad_value == pytest.approx(128.0)
+    assert model.source["operators"]["CONV_2D"] == 38
+    assert model.source["operators"]["DEPTHWISE_CONV_2D"] == 17
+
+
+def test_serve_quantized_reproduces_the_interpreter(quantized_maps, reference):
+    for name in PHOTOS:
+        agreement = float(np.mean(quantized_maps[name] == reference[name]))
+        assert agreement >= 0.99, f"{name}: serve_quantized agrees on {agreement:.4f}"
+
+
+def test_serve_agrees_with_the_interpreter(float_maps, reference):
+    agree = sum(int((float_maps[n] == reference[n]).sum()) for n in PHOTOS)
+    total = sum(reference[n].size for n in PHOTOS)
+    assert agree / total >= 0.97
+    for name in PHOTOS:  # chelsea (cat) is the borderline photo, ~92%
+        assert np.mean(float_maps[name] == reference[name]) >= 0.9, name
+
+
+def test_segments_the_photos(reference, quantized_maps):
+    person = {n: float(np.mean(quantized_maps[n] == 15)) for n in PHOTOS}
+    assert 0.3 < person["astronaut.png"] < 0.55 and 0.55 < person["grace_hopper.bmp"] < 0.8
+    assert np.mean(quantized_maps["chelsea.png"] == 8) > 0.6
+
+
+def test_bird_and_dog_match_their_ground_truth(coral_export, photos, shared_models):
+    images = shared_models / "images"
+    bird_truth = cv2.imread(str(images / "bird_segmentation_mask.bmp"), cv2.IMREAD_UNCHANGED)
+    dog_truth = cv2.imread(str(images / "dog_segmentation_mask.bmp"), cv2.IMREAD_UNCHANGED)
+    with graphs.loaded(coral_export, "serve") as run:
+        # The original photos: the signature letterboxes and maps back to their size.
+        bird = run("serving_default", {"images": photos["bird_segmentation.bmp"][None]})[0]
+        dog = run("serving_default", {"images": photos["dog_segmentation.bmp"][None]})[0]
+    assert bird.shape == bird_truth.shape and dog.shape == dog_truth.shape
+    assert iou(bird == BIRD, bird_truth == 3) >= 0.8
+    assert iou(dog == DOG, dog_truth == 0) >= 0.8  # Oxford-IIIT trimap, minus 1: 0 = pet
+
+
+def test_depth_multiplier_half_imports_and_runs(shared_models, photos, tmp_path):
+    model_path = shared_models / CORAL_DM05
+    export_dir = export_file(model_path, tmp_path / "dm05")
+    frame = {"bird": letterbox(photos["bird_segmentation.bmp"])}
+    ours = run_tag(export_dir, "serve_quantized", frame)["bird"]
+    theirs = interpreter_maps(model_path, frame)["bird"]
+    assert np.mean(ours == theirs) >= 0.99
+    assert np.mean(ours == BIRD) > 0.1
+
+
+# -- another shape of model, made here: float input and output ------------------------
+@pytest.fixture(scope="module")
+def float_tflite(tmp_path_factory) -> Path:
+    """A small float network: conv (SAME, stride 2), depthwise, pad, mean, mul, sub,
+    concat, resize back (half-pixel centers), softmax. Random weights, fixed seed."""
+    rng = np.random.default_rng(7)
+    k1 = tf.constant(rng.normal(0, 0.3, (3, 3, 3, 8)), tf.float32)
+    k2 = tf.constant(rng.normal(0, 0.3, (3, 3, 8, 1)), tf.float32)
+    k3 = tf.constant(rng.normal(0, 0.3, (1, 1, 16, 4)), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 33, 33, 3], tf.float32, name="image")])
+    def net(x):
+        y = tf.nn.relu6(tf.nn.conv2d(x, k1, 2, "SAME"))
+        y = tf.nn.relu(tf.nn.depthwise_conv2d(tf.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]]),
+                                              k2, [1, 1, 1, 1], "VALID"))
+        pooled = tf.reduce_mean(y, axis=[1, 2], keepdims=True)
+        y = tf.concat([y * 1.5 - 0.25, y - pooled], axis=-1)
+        y = tf.nn.conv2d(y, k3, 1, "SAME")
+        y = tf.compat.v1.image.resize_bilinear(y, [33, 33], half_pixel_centers=True)
+        return tf.nn.softmax(y)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [net.get_concrete_function()], net)
+    path = tmp_path_factory.mktemp("float") / "tiny.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_float_model_matches_the_interpreter(float_tflite, tmp_path):
+    from exporters.deeplab import synthetic_image
+
+    model = tflite.load(float_tflite)
+    assert model.output == "probabilities" and model.num_classes == 4
+    assert model.preprocessing.scale == pytest.approx(1 / 255)  # float input: RGB/255
+    export_dir = export_file(float_tflite, tmp_path / "tiny")
+    frames = {f"s{i}": synthetic_image(33, 33, seed=i) for i in range(3)}
+    interpreter = tf.lite.Interpreter(str(float_tflite))
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    with graphs.loaded(export_dir, "serve") as run:
+        for frame in frames.values():
+            interpreter.set_tensor(inp["index"], frame[None].astype(np.float32) / 255)
+            interpreter.invoke()
+            expected = interpreter.get_tensor(out["index"])[0].argmax(-1)
+            assert np.mean(run("serving_default", {"images": frame[None]})[0]
+                           == expected) >= 0.999
+
+
+# -- refusals: a clear error and nothing under BASE -------------------------------------
+def refused(source: Path, base: Path, error: type, *words: str) -> None:
+    with pytest.raises(error) as caught:
+        command.main([str(source), "--output", str(base), "--quiet"])
+    for word in words:
+        assert word in str(caught.value)
+    assert tree(base) == []
+
+
+def test_mediapipe_selfie_is_refused_naming_its_custom_op(shared_models, tmp_path):
+    refused(shared_models / "mediapipe/selfie_segmentation.tflite", tmp_path / "selfie",
+            Unimplemented, "CUSTOM:Convolution2DTransposeBias", "operator 244")
+
+
+def test_truncated_flatbuffer(coral, tmp_path):
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(coral.read_bytes()[: coral.stat().st_size // 2])
+    refused(cut, tmp_path / "base", DataLoss, "cut.tflite", "truncated")
+
+
+def test_not_a_flatbuffer(tmp_path):
+    fake = tmp_path / "model.tflite"
+    fake.write_text("this is not a model\n")
+    refused(fake, tmp_path / "base", InvalidArgument, "not a TFLite flatbuffer", "TFL3")
+
+
+def test_unsupported_builtin_op_is_named_with_its_index(tmp_path):
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
+    def net(x):
+        return tf.nn.softmax(tf.math.cos(x) * 2.0)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [net.get_concrete_function()], net)
+    path = tmp_path / "cos.tflite"
+    path.write_bytes(converter.convert())
+    refused(path, tmp_path / "base", Unimplemented, "operator 0 is COS", "cos.tflite")
