@@ -26,6 +26,7 @@ from edgeseg.errors import DataLoss, EdgesegError, NotFound, ResourceExhausted, 
 # As TF Serving's EstimateResourceFromPath: file sizes times a margin for TF's own copies.
 RAM_ESTIMATE_MULTIPLIER = 1.2
 GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")
+MAX_CALLABLES = 64  # cached (feeds, fetches) runners per loaded model
 
 
 def available_ram_bytes() -> int | None:
@@ -60,6 +61,8 @@ class LoadedModel:
         with self._lock:
             fn = self._callables.get(key)
             if fn is None:
+                if len(self._callables) >= MAX_CALLABLES:  # output_filter combinations
+                    self._callables.clear()
                 graph = self.session.graph
                 fn = self.session.make_callable(
                     [graph.get_tensor_by_name(f) for f in fetches],
