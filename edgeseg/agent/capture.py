@@ -17,7 +17,8 @@ Contract:
   again call ``on_state(True)``.
 * A file without ``loop`` ends the stream: the output queue is closed, which tells the
   rest of the pipeline to finish. ``stop`` (an Event set by anyone) ends the thread
-  within one read or one backoff wait; the queue is closed in every case.
+  within one read or one backoff wait; the queue is closed in every case — also when the
+  thread dies of an unexpected exception, which is logged and sets ``failed``.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Capture:
         self.backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
         self.ended = threading.Event()  # a file reached its end without --loop
         self.frames = 0
+        self.failed = False  # the thread died of a bug (the pipeline then exits 1)
         self._up: bool | None = None
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -135,6 +137,9 @@ class Capture:
                     self.backoff.reset()
                 if not self.stop.is_set() and not self.ended.is_set():
                     self._wait_retry(f"source {self.cfg.uri!r} stopped delivering frames")
+        except Exception:
+            log.exception("capture: the reader thread failed")
+            self.failed = True
         finally:
             self.out.close()
 

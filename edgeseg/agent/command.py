@@ -28,6 +28,8 @@ _OVERRIDES = {
     "mqtt": "mqtt.address", "topic_prefix": "mqtt.topic_prefix", "qos": "mqtt.qos_meta",
     "mqtt_username": "mqtt.username", "mqtt_password_file": "mqtt.password_file",
     "mqtt_password_env": "mqtt.password_env", "mqtt_ca": "mqtt.tls.ca_file",
+    "mqtt_cert": "mqtt.tls.cert_file", "mqtt_key": "mqtt.tls.key_file",
+    "server_ca": "server.tls.ca_file",
     "device_id": "device_id", "camera": "camera", "labels": "labels_file",
     "max_frames": "max_frames", "metrics_port": "health.metrics_port",
 }
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--deadline", type=float, help="seconds per Predict call")
     g.add_argument("--max-in-flight", type=int, help="pipelined Predict calls")
     g.add_argument("--input-size", type=_size, help="HEIGHTxWIDTH sent to the model")
+    g.add_argument("--server-ca", help="CA file: connect to the model server with TLS")
     g.add_argument("--labels", help="class names file (the export's assets.extra/labels.txt)")
     g = p.add_argument_group("publishing")
     g.add_argument("--mqtt", help="broker HOST:PORT")
@@ -73,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mqtt-password-file", help="file whose first line is the password")
     g.add_argument("--mqtt-password-env", help="environment variable holding the password")
     g.add_argument("--mqtt-ca", help="CA file: connect to the broker with TLS")
+    g.add_argument("--mqtt-cert", help="client certificate for the broker (with --mqtt-key)")
+    g.add_argument("--mqtt-key", help="client key for the broker")
     g = p.add_argument_group("health")
     g.add_argument("--metrics-port", type=int, help="serve Prometheus text on 127.0.0.1:PORT")
     g.add_argument("--max-frames", type=int, help="exit 0 after N masks")

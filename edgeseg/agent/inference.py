@@ -160,6 +160,7 @@ class InferenceLoop:
         self._failing = False
         self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
         self._retry_at = 0.0
+        self.failed = False  # the loop died of a bug (the pipeline then exits 1)
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
 
     def start(self) -> None:
@@ -188,6 +189,9 @@ class InferenceLoop:
                     continue
                 self._send(frame)
             self._drain()
+        except Exception:
+            log.exception("inference: the request loop failed")
+            self.failed = True
         finally:
             self.results.close()
 

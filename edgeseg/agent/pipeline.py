@@ -5,7 +5,8 @@
 
 Contract: :class:`Pipeline` builds the parts from one :class:`AgentConfig` and owns their
 lifecycle. :meth:`run` blocks until :meth:`stop` is called (SIGTERM), the file source
-ends, or ``max_frames`` masks were encoded; then it shuts down in data order — capture
+ends, ``max_frames`` masks were encoded, or a loop dies of a bug (exit status 1 then);
+then it shuts down in data order — capture
 stops, in-flight Predict calls finish (bounded by the deadline), queued masks are
 encoded and flushed, ``offline`` is published — and returns 0. Every queue is bounded;
 each drop is counted in the metrics, by where it happened. Masks go out in frame order:
@@ -109,6 +110,7 @@ class Pipeline:
         self.metrics_server: MetricsServer | None = None
         self.encoded = 0
         self.last_frame_id = -1
+        self.failed = False
         self._observers: list[Callable[[Frame, np.ndarray, dict], None]] = []
         self._encoder = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
 
@@ -124,6 +126,14 @@ class Pipeline:
         self.health.mask_published()
 
     def _encode_loop(self) -> None:
+        try:
+            self._encode_all()
+        except Exception:
+            log.exception("agent: the encode loop failed")
+            self.failed = True
+            self.stop_event.set()
+
+    def _encode_all(self) -> None:
         signature = self.cfg.server.signature
         while True:
             try:
@@ -187,11 +197,14 @@ class Pipeline:
         self.stop_event.set()
 
     def run(self) -> int:
+        """0 after a stop, the end of a file or max_frames; 1 if a loop died of a bug (so
+        systemd's Restart=on-failure restarts the agent)."""
         self.start()
         while not self.stop_event.is_set() and self._encoder.is_alive():
             self._encoder.join(0.2)
         self.shutdown()
-        return 0
+        failed = self.failed or self.capture.failed or self.inference.failed
+        return 1 if failed else 0
 
     def shutdown(self) -> None:
         self.stop_event.set()

@@ -95,3 +95,21 @@ def test_pipeline_runs_to_max_frames_and_observers_see_each_mask(tmp_path, mosqu
     assert len(rec.of("mask")) == 6
     # the bright square of the synthetic clip is the fake model's class 15
     assert all(any(c["id"] == 15 for c in m["classes"]) for m in rec.metas())
+
+
+def test_a_loop_dying_of_a_bug_makes_run_return_1(tmp_path, mosquitto, monkeypatch):
+    from edgeseg.agent import pipeline as pipeline_mod
+
+    def broken(*_args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(pipeline_mod, "build_messages", broken)
+    server, fake, port = serve(0)
+    clip = write_clip(tmp_path / "c.avi", synthetic_frames(20, (48, 64)))
+    cfg = config(source={"uri": str(clip), "loop": True, "fps": 50},
+                 server={"address": f"127.0.0.1:{port}"}, mqtt={"address": mosquitto.address})
+    pipeline = Pipeline(cfg, env={})
+    try:
+        assert pipeline.run() == 1  # so systemd's Restart=on-failure takes over
+    finally:
+        server.stop(0)
