@@ -99,3 +99,18 @@ def test_uint8_serving_default(deeplab):
     seg = tf.make_ndarray(response.outputs["segmentation_map"])
     assert seg.dtype == np.uint8 and seg.shape == (2, HEIGHT, WIDTH)
     assert response.model_spec.signature_name == "serving_default"
+
+
+def test_encoded_jpeg(deeplab):
+    import cv2
+
+    frame = np.random.default_rng(2).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", frame)
+    assert ok
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "deeplab"
+    request.model_spec.signature_name = "predict_encoded"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto([jpeg.tobytes()]))
+    response = deeplab.predict.Predict(request, timeout=120)
+    seg = tf.make_ndarray(response.outputs["segmentation_map"])
+    assert seg.shape == (1, HEIGHT, WIDTH) and seg.max() < 21

@@ -204,6 +204,32 @@ def test_status_of_unknown_model_and_version(single):
     assert "Could not find version 9 of model default" in err.details()
 
 
+def test_metadata_and_multi_inference_errors(single):
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = "default"
+    err = rpc_error(single.predict.GetModelMetadata, request)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "metadata_field" in err.details()
+    request.metadata_field.append("graph")
+    err = rpc_error(single.predict.GetModelMetadata, request)
+    assert "Metadata field graph is not supported" in err.details()
+    multi = inference_pb2.MultiInferenceRequest()
+    for name in ("default", "other"):
+        task = multi.tasks.add(method_name=REGRESS)
+        task.model_spec.name = name
+        task.model_spec.signature_name = "regress_x_to_y"
+    multi.input.example_list.examples.append(example(2.0))
+    err = rpc_error(single.predict.MultiInference, multi)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "same model name" in err.details()
+    multi.tasks[1].model_spec.name = "default"
+    err = rpc_error(single.predict.MultiInference, multi)
+    assert "Duplicate evaluation of signature: regress_x_to_y" in err.details()
+    empty = classification_pb2.ClassificationRequest()
+    empty.model_spec.name = "default"
+    empty.model_spec.signature_name = "classify_x_to_y"
+    err = rpc_error(single.predict.Classify, empty)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "Input is empty" in err.details()
+
+
 def test_frames_bigger_than_grpc_default_4mb(single):
     values = np.arange(1920 * 1080 * 3, dtype=np.float32).reshape(-1, 1)  # 24.9 MB each way
     request = predict_request("default", [[0.0]])
