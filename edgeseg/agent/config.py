@@ -137,6 +137,10 @@ class MqttConfig(_Strict):
         has_password = self.password_file is not None or self.password_env is not None
         if has_password and not self.username:
             raise ValueError("a password needs a username")
+        if self.tls is not None and self.tls.server_name:
+            # paho checks the certificate against the host in mqtt.address; no override
+            raise ValueError("tls.server_name is not supported for MQTT: put the name "
+                             "the broker's certificate carries in mqtt.address")
         if self.topic_prefix is not None and any(c in self.topic_prefix for c in "#+"):
             raise ValueError("topic_prefix must not contain MQTT wildcards")
         return self

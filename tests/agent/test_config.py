@@ -41,6 +41,7 @@ def test_good_config_loads_typed(tmp_path):
     ("source: {uri: 0}\nmqtt: {qos_meta: 3}\n", "mqtt.qos_meta"),
     ("source: {uri: 0}\nmqtt: {tls: {cert_file: /c}}\n", "cert_file and key_file"),
     ("source: {uri: 0}\nmqtt: {topic_prefix: 'a/#'}\n", "wildcards"),
+    ("source: {uri: 0}\nmqtt: {tls: {server_name: b}}\n", "server_name is not supported"),
     ("camera: x\n", "source: Field required"),
     ("- a list\n", "top level must be a mapping"),
     ("source: {uri: '${NOPE}'}\n", "source.uri: environment variable ${NOPE} is not set"),
@@ -102,3 +103,13 @@ def test_cli_exit_code_and_one_line(tmp_path):
 def test_password_is_not_a_flag():
     with pytest.raises(SystemExit):
         command.build_parser().parse_args(["--mqtt-password", "secret"])
+
+
+def test_the_deploy_example_config_validates():
+    from .conftest import REPO
+
+    example = REPO / "deploy" / "etc" / "agent-example.yaml"
+    if not example.exists():
+        pytest.skip("deploy/etc/agent-example.yaml is not in this checkout")
+    cfg = load(example, env={"CREDENTIALS_DIRECTORY": "/run/credentials/x"})
+    assert str(cfg.mqtt.password_file) == "/run/credentials/x/mqtt-password"
