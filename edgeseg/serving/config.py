@@ -96,9 +96,12 @@ def _extended_config_class() -> type:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(full))
 
 
-def parse_model_config(text: str, origin: str = "model config", default_tags: Sequence[str] = (
-        "serve",), default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY
-                       ) -> list[ModelConfig]:
+def parse_model_config(
+    text: str,
+    origin: str = "model config",
+    default_tags: Sequence[str] = ("serve",),
+    default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY,
+) -> list[ModelConfig]:
     """The models of a ModelServerConfig text proto; InvalidArgument on anything wrong."""
     extended = _extended_config_class()()
     try:
@@ -109,9 +112,12 @@ def parse_model_config(text: str, origin: str = "model config", default_tags: Se
     return _models(extended, origin, tuple(default_tags), default_preserve)
 
 
-def models_from_proto(config, origin: str, default_tags: Sequence[str] = ("serve",),
-                      default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY
-                      ) -> list[ModelConfig]:
+def models_from_proto(
+    config: model_server_config_pb2.ModelServerConfig,
+    origin: str,
+    default_tags: Sequence[str] = ("serve",),
+    default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY,
+) -> list[ModelConfig]:
     """The models of an official ModelServerConfig message (HandleReloadConfigRequest)."""
     extended = _extended_config_class().FromString(config.SerializeToString())
     return _models(extended, origin, tuple(default_tags), default_preserve)
@@ -174,9 +180,11 @@ def _version_policy(proto, where: str) -> VersionPolicy:
         raise InvalidArgument(f"{where}: {exc}") from None
 
 
-def load_model_config_file(path: str | Path, default_tags: Sequence[str] = ("serve",),
-                           default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY
-                           ) -> list[ModelConfig]:
+def load_model_config_file(
+    path: str | Path,
+    default_tags: Sequence[str] = ("serve",),
+    default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY,
+) -> list[ModelConfig]:
     try:
         text = Path(path).read_text()
     except OSError as exc:

@@ -92,7 +92,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(serve, tmp_path):
         outcome: dict = {}
 
         def in_flight():
-            response = server.predict.Predict(slow_request(100_000), timeout=60)
+            response = server.predict.Predict(slow_request(300_000), timeout=60)
             outcome["y"] = list(response.outputs["y"].float_val)
             outcome["done_at"] = time.monotonic()
 
@@ -110,3 +110,18 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(serve, tmp_path):
             server.predict.Predict(slow_request(1), timeout=5)  # nobody listens any more
     finally:
         notify.close()
+
+
+def test_a_port_in_use_is_a_clear_error_exit(tmp_path):
+    from .models import two_tag_model
+
+    two_tag_model(tmp_path / "m" / "1")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_serve(f"--model_base_path={tmp_path / 'm'}", f"--port={port}",
+                           "--grpc_bind_address=127.0.0.1")
+    assert result.returncode != 0
+    assert f"cannot listen for gRPC on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
