@@ -1,6 +1,7 @@
 """The pipeline in-process: the mask/meta encoder on its own, then the loops wired together
 (fake model server in this process, real Mosquitto)."""
 
+import json
 import threading
 import time
 
@@ -113,3 +114,18 @@ def test_a_loop_dying_of_a_bug_makes_run_return_1(tmp_path, mosquitto, monkeypat
         assert pipeline.run() == 1  # so systemd's Restart=on-failure takes over
     finally:
         server.stop(0)
+
+
+def test_out_of_order_replies_are_dropped_as_stale():
+    from edgeseg.agent.inference import Result
+
+    pipeline = Pipeline(config(), env={})  # nothing started: the outbox just fills
+    for frame_id in (2, 1, 3, 3):
+        frame = Frame(frame_id, np.zeros((2, 2, 3), np.uint8), time.time(), time.monotonic())
+        pipeline.results.put(Result(frame, reply(np.zeros((2, 2), np.uint8))))
+    pipeline.results.close()
+    pipeline._encode_all()
+    sent = [json.loads(pipeline.publisher.outbox.get(0)[1].payload)["frame_id"]
+            for _ in range(len(pipeline.publisher.outbox))]
+    assert sent == [2, 3]
+    assert pipeline.metrics.frames_dropped["stale"].value == 2
