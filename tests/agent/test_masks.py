@@ -131,3 +131,18 @@ def test_docs_example_meta_validates():
     doc = (REPO / "docs" / "mqtt.md").read_text()
     example = doc.split("## `<prefix>/meta`", 1)[1].split("```json\n", 1)[1].split("\n```")[0]
     assert masks.schema_errors(json.loads(example), masks.meta_schema()) == []
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m, lambda m: m.pop("frame_id"), lambda m: m.update(extra=1),
+    lambda m: m["model"].update(version="1"), lambda m: m["classes"][0].update(fraction=2),
+])
+def test_hand_validator_agrees_with_jsonschema(change):
+    jsonschema = pytest.importorskip("jsonschema")  # a dev extra; the agent does not need it
+    schema = masks.meta_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    meta = good_meta()
+    change(meta)
+    ours = masks.schema_errors(meta, schema) == []
+    theirs = jsonschema.Draft202012Validator(schema).is_valid(meta)
+    assert ours == theirs
