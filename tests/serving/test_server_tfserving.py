@@ -301,6 +301,16 @@ def test_tf2_export_predict_classify_regress(many):
     request.model_spec.signature_name = "regress_x_to_y2"
     request.input.example_list.examples.append(example(2.0))
     assert many.predict.Regress(request, timeout=30).result.regressions[0].value == 4.0
+    multi = inference_pb2.MultiInferenceRequest()
+    for signature, method in (("regress_x_to_y", REGRESS), ("classify_x_to_y", CLASSIFY)):
+        task = multi.tasks.add(method_name=method)
+        task.model_spec.name = "tf2"
+        task.model_spec.signature_name = signature
+    multi.input.example_list.examples.append(example(2.0))
+    regress, classify = many.predict.MultiInference(multi, timeout=30).results
+    assert regress.regression_result.regressions[0].value == 3.0
+    assert classify.classification_result.classifications[0].classes[0].score == 3.0
+    assert versions_served(many, "tf2") == {123: "AVAILABLE"}
 
 
 def test_tf2_metadata_matches_tf_serving(many):
