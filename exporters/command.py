@@ -20,6 +20,9 @@ from exporters.model import SegmentationModel
 # File sources by suffix -> "module:function(path, args, progress) -> SegmentationModel".
 FILE_SOURCES: dict[str, str] = {
     ".tflite": "exporters.tflite:load",
+    ".keras": "exporters.keras_file:load",
+    ".h5": "exporters.keras_file:load",
+    ".pb": "exporters.frozen_graph:load",
 }
 
 
