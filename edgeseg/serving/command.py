@@ -110,7 +110,7 @@ def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
     core.start()
     try:
         core.apply_config(models)
-        server = _start_grpc(flags, core)
+        server, health = _start_grpc(flags, core)
     except BaseException:
         core.stop(0)
         raise
@@ -124,6 +124,7 @@ def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
     print(f"edgeseg serve: stopping; in-flight requests have {grace:g}s to finish",
           file=sys.stderr, flush=True)
     sd_notify("STOPPING=1")
+    health.shutdown()  # health checks say NOT_SERVING while in-flight calls finish
     server.stop(grace).wait()
     core.stop(grace)
     print("edgeseg serve: stopped", file=sys.stderr, flush=True)
@@ -158,11 +159,26 @@ def _start_grpc(flags: ServerFlags, core):  # noqa: ANN001, ANN202
     import grpc  # noqa: PLC0415
 
     from edgeseg.serving.grpc_api import add_services  # noqa: PLC0415
+    from edgeseg.serving.health import HealthReporter  # noqa: PLC0415
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=flags.grpc_max_threads,
                                                     thread_name_prefix="grpc"),
                          options=_grpc_options(flags))
-    add_services(server, core)
+    reporter = HealthReporter(core)
+    add_services(server, core, reporter.servicer)
+    shown = _listen(server, flags)
+    reporter.start()
+    server.start()
+    print(f"edgeseg serve: gRPC listening on {shown}", file=sys.stderr, flush=True)
+    if flags.grpc_socket_path:
+        print(f"edgeseg serve: gRPC listening on unix:{flags.grpc_socket_path}",
+              file=sys.stderr, flush=True)
+    sd_notify("READY=1")
+    return server, reporter
+
+
+def _listen(server, flags: ServerFlags) -> str:  # noqa: ANN001
+    """Bind the TCP port (and the Unix socket); the TCP address actually bound."""
     host = flags.grpc_bind_address
     address = f"[{host}]:{flags.port}" if ":" in host else f"{host}:{flags.port}"
     try:
@@ -176,14 +192,7 @@ def _start_grpc(flags: ServerFlags, core):  # noqa: ANN001, ANN202
             Path(flags.grpc_socket_path).unlink()  # a stale socket from a previous run
         if not server.add_insecure_port(f"unix:{flags.grpc_socket_path}"):
             raise Unavailable(f"cannot listen for gRPC on unix:{flags.grpc_socket_path}")
-    server.start()
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    print(f"edgeseg serve: gRPC listening on {shown}", file=sys.stderr, flush=True)
-    if flags.grpc_socket_path:
-        print(f"edgeseg serve: gRPC listening on unix:{flags.grpc_socket_path}",
-              file=sys.stderr, flush=True)
-    sd_notify("READY=1")
-    return server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _report_loads(core) -> None:  # noqa: ANN001

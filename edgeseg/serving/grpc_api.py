@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from edgeseg.errors import EdgesegError
@@ -71,7 +72,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return _call(model_service.reload_config, self._core, request, context)
 
 
-def add_services(server: grpc.Server, core: Any) -> None:
+def add_services(server: grpc.Server, core: Any, health_servicer: Any = None) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    if health_servicer is not None:  # grpc.health.v1, see health.py
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

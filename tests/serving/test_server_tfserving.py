@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -372,3 +373,22 @@ def test_bad_model_is_refused_with_a_clear_error_and_the_rest_serve(many):
     assert err.code() == grpc.StatusCode.NOT_FOUND
     assert many.predict.Predict(predict_request("tf2", [2.0]), timeout=30).outputs[
         "y"].float_val[0] == 3.0
+
+
+def health(server, service=""):
+    stub = health_pb2_grpc.HealthStub(server.channel)
+    status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=30).status
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+
+
+def test_health_serving_when_every_model_is_available(single):
+    assert health(single) == "SERVING"
+    assert health(single, "default") == "SERVING"
+    err = rpc_error(health_pb2_grpc.HealthStub(single.channel).Check,
+                    health_pb2.HealthCheckRequest(service="nope"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_health_not_serving_while_a_model_has_no_version(many):
+    assert health(many) == "NOT_SERVING"
+    assert (health(many, "bad"), health(many, "tf2")) == ("NOT_SERVING", "SERVING")
