@@ -13,6 +13,7 @@ errors are raised as :class:`~edgeseg.errors.EdgesegError` (one line on stderr, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -54,6 +55,11 @@ def _check_flags(flags: ServerFlags) -> None:
     for name in ("max_num_load_retries", "grpc_max_threads", "grpc_max_message_bytes"):
         if getattr(flags, name) < (1 if name != "max_num_load_retries" else 0):
             raise InvalidArgument(f"--{name} is out of range: {getattr(flags, name)}")
+    if not 0.0 <= flags.per_process_gpu_memory_fraction <= 1.0:
+        raise InvalidArgument("--per_process_gpu_memory_fraction must be in 0..1, got "
+                              f"{flags.per_process_gpu_memory_fraction}")
+    if min(flags.tensorflow_intra_op_parallelism, flags.tensorflow_inter_op_parallelism) < 0:
+        raise InvalidArgument("--tensorflow_*_op_parallelism must be >= 0")
     if not 0 <= flags.port < 65536:
         raise InvalidArgument(f"--port must be 0..65535, got {flags.port}")
 
@@ -93,8 +99,12 @@ def main(argv: list[str]) -> int:
 
 def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ INFO lines out of logs
-    from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415 - TF
+    from edgeseg.serving.loader import Loader, session_config  # noqa: PLC0415 - TF
+    from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415
 
+    config = session_config(flags.tensorflow_intra_op_parallelism,
+                            flags.tensorflow_inter_op_parallelism,
+                            flags.per_process_gpu_memory_fraction, flags.gpu_allow_growth)
     core = ServerCore(CoreOptions(
         file_system_poll_wait_s=flags.file_system_poll_wait_seconds,
         max_load_retries=flags.max_num_load_retries,
@@ -103,7 +113,7 @@ def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
         method_name_check=flags.enable_signature_method_name_check,
         default_tags=split_tags(flags.saved_model_tags),
         default_preserve=parse_preserve(flags.aspired_version_policy),
-    ))
+    ), functools.partial(Loader, session_config=config))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: stop.set())

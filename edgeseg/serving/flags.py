@@ -53,6 +53,14 @@ class ServerFlags:
         256 * MIB, "(edgeseg) max gRPC receive/send message size")
     grpc_channel_arguments: str = _flag(
         "", "comma-separated grpc server arguments, e.g. grpc.max_connection_age_ms=2000")
+    tensorflow_intra_op_parallelism: int = _flag(
+        0, "threads one TF op may use; 0 = TensorFlow's choice (all cores)")
+    tensorflow_inter_op_parallelism: int = _flag(
+        0, "TF ops run at once; 0 = TensorFlow's choice")
+    per_process_gpu_memory_fraction: float = _flag(
+        0.0, "share of each GPU's memory TF may take; 0 = TensorFlow's default")
+    gpu_allow_growth: bool = _flag(
+        False, "(edgeseg) let TF take GPU memory as needed instead of all at start-up")
     shutdown_grace_seconds: float = _flag(
         10.0, "(edgeseg) on SIGTERM, how long in-flight requests may take to finish")
     validate_config: bool = _flag(

@@ -40,6 +40,24 @@ def available_ram_bytes() -> int | None:
     return None
 
 
+def session_config(intra_op: int = 0, inter_op: int = 0, gpu_memory_fraction: float = 0.0,
+                   gpu_allow_growth: bool = False) -> Any:
+    """The tf ConfigProto for every servable's session (0 / False: TensorFlow's defaults).
+
+    Jetson-class devices share one memory between CPU and GPU: a fraction or growth keeps
+    TensorFlow from taking it all for itself at the first load.
+    """
+    from tensorflow.core.protobuf import config_pb2  # noqa: PLC0415
+
+    config = config_pb2.ConfigProto(allow_soft_placement=True)
+    config.intra_op_parallelism_threads = intra_op
+    config.inter_op_parallelism_threads = inter_op
+    if gpu_memory_fraction:
+        config.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
+    config.gpu_options.allow_growth = gpu_allow_growth
+    return config
+
+
 class LoadedModel:
     """A SavedModel meta-graph loaded in its own graph and session."""
 

@@ -23,6 +23,17 @@ def test_unknown_flag_is_a_clear_error_exit_2():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("flag", "complaint"),
+    [("--per_process_gpu_memory_fraction=2", "must be in 0..1"),
+     ("--tensorflow_intra_op_parallelism=-1", "must be >= 0"),
+     ("--max_num_load_retries=-1", "out of range")],
+)
+def test_out_of_range_flags(flag, complaint):
+    result = run_serve("--model_base_path=/m", flag)
+    assert result.returncode == 2 and complaint in result.stderr
+
+
 def test_help_lists_the_flags():
     result = run_serve("--help")
     assert result.returncode == 0

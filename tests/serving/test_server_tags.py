@@ -26,7 +26,8 @@ def tagged(serve, tmp_path_factory):
       config {{ name: "int8" base_path: "{base}" }}
     }}""")
     server = serve(f"--model_config_file={config}", "--saved_model_tags=serve_quantized",
-                   "--model_config_file_poll_wait_seconds=1")
+                   "--model_config_file_poll_wait_seconds=1",
+                   "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1")
     server.config, server.base = config, base
     return server
 
