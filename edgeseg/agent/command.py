@@ -32,6 +32,8 @@ _OVERRIDES = {
     "server_ca": "server.tls.ca_file",
     "device_id": "device_id", "camera": "camera", "labels": "labels_file",
     "max_frames": "max_frames", "metrics_port": "health.metrics_port",
+    "preview_port": "preview.port", "preview_host": "preview.host",
+    "publish_frames": "preview.publish_frames_fps",
 }
 
 
@@ -78,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mqtt-ca", help="CA file: connect to the broker with TLS")
     g.add_argument("--mqtt-cert", help="client certificate for the broker (with --mqtt-key)")
     g.add_argument("--mqtt-key", help="client key for the broker")
+    g = p.add_argument_group("preview")
+    g.add_argument("--preview-port", type=int,
+                   help="serve the live preview page on PORT (0: any free port)")
+    g.add_argument("--preview-host", help="address of the preview page (default 127.0.0.1)")
+    g.add_argument("--publish-frames", type=float, nargs="?", const=1.0, metavar="FPS",
+                   help="also publish JPEG frames to <prefix>/frame (default 1 per second), "
+                        "for edgeseg view")
     g = p.add_argument_group("health")
     g.add_argument("--metrics-port", type=int, help="serve Prometheus text on 127.0.0.1:PORT")
     g.add_argument("--max-frames", type=int, help="exit 0 after N masks")

@@ -154,6 +154,19 @@ class HealthConfig(_Strict):
                            "systemd watchdog pings (so systemd restarts a stuck agent).")
 
 
+class PreviewConfig(_Strict):
+    """The live preview page (issue 7) and low-rate frames over MQTT for ``edgeseg view``."""
+
+    port: int | None = Field(None, ge=0, lt=65536, description="Serve the preview page on "
+                             "this port (0: any free port); off by default.")
+    host: str = Field("127.0.0.1", description="Address the preview binds to; expose it "
+                      "beyond the machine only on purpose.")
+    max_fps: float = Field(10.0, gt=0, description="Cap on preview frames per viewer.")
+    publish_frames_fps: float | None = Field(
+        None, gt=0, description="Publish JPEG frames to <prefix>/frame at most this often "
+        "(for edgeseg view); off by default.")
+
+
 class AgentConfig(_Strict):
     device_id: str = Field(default_factory=socket.gethostname)
     camera: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]+$")
@@ -161,6 +174,7 @@ class AgentConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    preview: PreviewConfig = Field(default_factory=PreviewConfig)
     labels_file: Path | None = Field(None, description="Class names, one a line (the "
                                      "export's assets.extra/labels.txt); default class_N.")
     result_queue: int = Field(4, ge=1, description="Masks waiting for encoding.")

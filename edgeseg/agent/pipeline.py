@@ -33,6 +33,7 @@ from edgeseg.agent.config import AgentConfig
 from edgeseg.agent.health import Health
 from edgeseg.agent.inference import InferenceLoop, Result, read_response
 from edgeseg.agent.metrics import AgentMetrics, MetricsServer
+from edgeseg.agent.preview import FrameTap, PreviewTap
 from edgeseg.agent.publisher import Message, Publisher, read_password
 from edgeseg.agent.queues import Closed, DropOldestQueue
 from edgeseg.errors import EdgesegError, InvalidArgument
@@ -113,6 +114,13 @@ class Pipeline:
         self.failed = False
         self._observers: list[Callable[[Frame, np.ndarray, dict], None]] = []
         self._encoder = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
+        self.preview: PreviewTap | None = None
+        if cfg.preview.port is not None:
+            self.preview = PreviewTap(cfg.preview, self.labels, cfg.topic_prefix)
+            self.add_observer(self.preview)
+        if cfg.preview.publish_frames_fps:
+            self.add_observer(FrameTap(cfg.preview.publish_frames_fps, cfg.topic_prefix,
+                                       self.publisher))
 
     def _source_state(self, up: bool) -> None:
         self.publisher.set_available(up)
@@ -186,6 +194,8 @@ class Pipeline:
             self.metrics_server.start()
             log.info("agent: metrics on http://%s:%d/metrics", hc.metrics_host,
                      self.metrics_server.port)
+        if self.preview is not None:
+            self.preview.start()
         self.health.start()
         self.publisher.start(on_published=self._published)
         self.inference.start()
@@ -213,6 +223,8 @@ class Pipeline:
         self._encoder.join(5)
         self.health.stopping()
         self.publisher.close(timeout=5.0)
+        if self.preview is not None:
+            self.preview.close()
         self.inference.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
