@@ -1,49 +1,23 @@
 """systemd health: READY=1 after the first published mask, WATCHDOG=1 only while frames flow.
 
-Contract: :func:`sd_notify` sends one datagram to ``$NOTIFY_SOCKET`` (a path, or an
-abstract socket when it starts with ``@``) and returns False — never raises — when there
-is no socket, so the agent runs the same outside systemd. :func:`watchdog_due` is the pure
-rule: ping only if a frame arrived within ``stall_s``. :class:`Health` runs the pinging
-thread at half of ``$WATCHDOG_USEC`` (systemd's advice); a stuck camera or pipeline thus
-stops the pings and systemd restarts the unit.
+Contract: notifications go through :mod:`edgeseg.sdnotify` (a no-op outside systemd).
+:func:`watchdog_due` is the pure rule: ping only if a frame arrived within ``stall_s``.
+:class:`Health` runs the pinging thread at half of ``$WATCHDOG_USEC`` (systemd's advice);
+a stuck camera or pipeline thus stops the pings and systemd restarts the unit.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 
+from edgeseg.sdnotify import sd_notify, watchdog_interval
+
+__all__ = ["Health", "sd_notify", "watchdog_due", "watchdog_interval"]
+
 log = logging.getLogger("edgeseg.agent.health")
-
-
-def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
-    env = os.environ if env is None else env
-    address = env.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto(message.encode("utf-8"), address)
-        return True
-    except OSError as exc:
-        log.warning("health: sd_notify to %s failed: %s", env.get("NOTIFY_SOCKET"), exc)
-        return False
-
-
-def watchdog_interval(env: dict[str, str]) -> float | None:
-    """Seconds between pings (half of WATCHDOG_USEC), or None when no watchdog applies."""
-    usec = env.get("WATCHDOG_USEC", "")
-    pid = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
-        return None
-    if pid and pid != str(os.getpid()):
-        return None
-    return int(usec) / 2e6
 
 
 def watchdog_due(last_frame_mono: float | None, now_mono: float, stall_s: float) -> bool:
