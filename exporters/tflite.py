@@ -60,6 +60,7 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "MEAN": ("ReducerOptions", ("KeepDims",)),
     "ARG_MAX": ("ArgMaxOptions", ("OutputType",)),
     "RESHAPE": ("ReshapeOptions", ("NewShape",)),
+    "TRANSPOSE_CONV": ("TransposeConvOptions", ("Padding", "StrideW", "StrideH")),
 }
 
 
@@ -237,6 +238,16 @@ def _quantization(q: Any) -> Quantization | None:
 
 
 def _options(schema: Any, name: str, op: Any) -> dict[str, Any]:
+    if name == "CUSTOM:Convolution2DTransposeBias":
+        # MediaPipe keeps a raw TfLiteTransposeConvParams struct: padding (1 SAME,
+        # 2 VALID), stride_width, stride_height, as int32.
+        raw = np.asarray(op.CustomOptionsAsNumpy(), np.uint8).tobytes()
+        if len(raw) < 12:
+            raise InvalidArgument(f"operator {name} has {len(raw)} bytes of options; "
+                                  "expected 12 (padding, stride width, stride height)")
+        padding, stride_w, stride_h = np.frombuffer(raw[:12], "<i4")
+        return {"Padding": 0 if padding == 1 else 1, "StrideW": int(stride_w),
+                "StrideH": int(stride_h)}
     spec = _OPTIONS.get(name)
     table = op.BuiltinOptions()
     if spec is None or table is None:

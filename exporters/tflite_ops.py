@@ -21,7 +21,7 @@ so that no transpose runs per frame.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,8 @@ from exporters.model import GraphContext
 _PADDING = {0: "SAME", 1: "VALID"}
 _ACTIVATIONS = {0: None, 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
 _INT64, _INT32 = 4, 2
+# Output-channel axis of a filter in TF layout, by role.
+_CHANNEL_AXIS = {"conv": 3, "depthwise": 2, "transpose": 2}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class WeightSpec:
     zero_point: np.ndarray | None = None
     qmin: int = 0
     qmax: int = 0
+    channel_axis: int | None = None  # filters: for the kit's per-channel int8 (float models)
 
 
 def fake_quant(tf: Any, x: Any, scale: Any, zero_point: Any, qmin: int, qmax: int) -> Any:
@@ -102,7 +105,7 @@ class GraphRun:
         tensor = self.fb.tensors[index]
         spec = self.specs.get(index)
         if spec is not None:
-            value = self.ctx.weight(spec.name)
+            value = self.ctx.weight(spec.name, spec.channel_axis)
             if self.ctx.quantized and spec.scale is not None:
                 value = fake_quant(self.tf, value, spec.scale, spec.zero_point,
                                    spec.qmin, spec.qmax)
@@ -262,6 +265,25 @@ def _depthwise_conv_2d(run: GraphRun, op: Any) -> Any:
                                               run.value(op.inputs[1]))), op)
 
 
+def _transpose_conv(run: GraphRun, op: Any) -> Any:
+    """TRANSPOSE_CONV (output shape, filter, input[, bias]) and MediaPipe's custom
+    Convolution2DTransposeBias (input, filter, bias): the gradient of a convolution,
+    as TensorFlow's conv2d_transpose; filters [O, kh, kw, I] held as [kh, kw, O, I]."""
+    tf, o = run.tf, op.options
+    custom = op.name.startswith("CUSTOM:")
+    x_index, w_index = (op.inputs[0], op.inputs[1]) if custom else (op.inputs[2], op.inputs[1])
+    x = run.value(x_index)
+    out_h, out_w, out_c = run.fb.tensors[op.outputs[0]].shape[1:4]
+    shape = tf.stack([tf.shape(x)[0], out_h, out_w, out_c])
+    y = tf.nn.conv2d_transpose(x, run.value(w_index), shape,
+                               strides=[1, o.get("StrideH", 1), o.get("StrideW", 1), 1],
+                               padding=run.padding(op))
+    bias = op.inputs[2] if custom else (op.inputs[3] if len(op.inputs) > 3 else -1)
+    if bias >= 0:
+        y = tf.nn.bias_add(y, run.value(bias))
+    return y
+
+
 def _bias(run: GraphRun, op: Any, x: Any) -> Any:
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         return run.tf.nn.bias_add(x, run.value(op.inputs[2]))
@@ -391,6 +413,8 @@ BUILDERS: dict[str, Callable[[GraphRun, Any], Any]] = {
     "MEAN": _mean,
     "RESHAPE": _reshape,
     "SOFTMAX": _softmax,
+    "TRANSPOSE_CONV": _transpose_conv,
+    "CUSTOM:Convolution2DTransposeBias": _transpose_conv,
     **{name: _unary(name) for name in ("RELU", "RELU6", "LOGISTIC", "TANH", "HARD_SWISH",
                                        "QUANTIZE", "DEQUANTIZE")},
 }
@@ -419,6 +443,8 @@ def plan_weights(fb: Any) -> tuple[dict[str, np.ndarray], dict[int, WeightSpec]]
         elif op.name == "DEPTHWISE_CONV_2D":
             channels = fb.tensors[op.inputs[0]].shape[-1]
             roles[op.inputs[1]] = ("depthwise", channels)
+        elif op.name in ("TRANSPOSE_CONV", "CUSTOM:Convolution2DTransposeBias"):
+            roles[op.inputs[1]] = ("transpose", 0)
     weights: dict[str, np.ndarray] = {}
     specs: dict[int, WeightSpec] = {}
     for tensor in fb.tensors:
@@ -429,13 +455,16 @@ def plan_weights(fb: Any) -> tuple[dict[str, np.ndarray], dict[int, WeightSpec]]
         layout = _layout(role, channels, tensor)
         name = _variable_name(tensor)
         weights[name] = np.ascontiguousarray(layout(tensor.real_value()), np.float32)
-        specs[tensor.index] = _weight_spec(name, tensor, layout)
+        spec = _weight_spec(name, tensor, layout)
+        specs[tensor.index] = replace(spec, channel_axis=_CHANNEL_AXIS.get(role))
     return weights, specs
 
 
 def _layout(role: str, channels: int, tensor: Any) -> Callable[[np.ndarray], np.ndarray]:
     if role == "conv":
         return lambda a: np.transpose(a, (1, 2, 3, 0))
+    if role == "transpose":
+        return lambda a: np.transpose(a, (1, 2, 0, 3))
     if role == "depthwise":
         _, kh, kw, total = tensor.shape
         if channels <= 0 or total % channels:

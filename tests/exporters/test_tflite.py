@@ -162,6 +162,69 @@ def test_depth_multiplier_half_imports_and_runs(shared_models, photos, tmp_path)
     assert np.mean(ours == BIRD) > 0.1
 
 
+# -- MediaPipe selfie: float input, probability output, a MediaPipe custom op -----------
+SELFIE = "mediapipe/selfie_segmentation.tflite"
+
+
+class FloatContext:
+    """A bare GraphContext: weights as constants, activations untouched."""
+
+    quantized = False
+
+    def __init__(self, weights):
+        self.weights = weights
+
+    def weight(self, name, channel_axis=None):
+        return tf.constant(self.weights[name])
+
+    def activation(self, name, tensor):
+        return tensor
+
+
+def without_last_ops(raw: bytes, keep: int, output: int) -> bytes:
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(raw, 0))
+    model.subgraphs[0].operators = model.subgraphs[0].operators[:keep]
+    model.subgraphs[0].outputs = [output]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_selfie_body_matches_the_interpreter(shared_models, photos, tmp_path):
+    """Plain TFLite cannot run the custom op, so compare everything before it (244
+    operators: fp16 weights, HARD_SWISH, squeeze-excite MUL/LOGISTIC, resizes)."""
+    body = tmp_path / "selfie_body.tflite"
+    body.write_bytes(without_last_ops((shared_models / SELFIE).read_bytes(), 244, 245))
+    model = tflite.load(body)
+    frame = cv2.resize(photos["grace_hopper.bmp"], (256, 256)).astype(np.float32)[None]
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        images = tf.compat.v1.placeholder(tf.float32, [1, 256, 256, 3])
+        ours = sess.run(model.forward(images * model.preprocessing.scale,
+                                      FloatContext(model.weights)), {images: frame})
+    interpreter = tf.lite.Interpreter(str(body))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], frame / 255)
+    interpreter.invoke()
+    theirs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert ours.shape == theirs.shape == (1, 128, 128, 16)
+    assert np.max(np.abs(ours - theirs)) < 1e-3 * max(np.max(np.abs(theirs)), 1.0)
+
+
+def test_selfie_imports_as_a_person_mask(shared_models, photos, coral_export, tmp_path):
+    model = tflite.load(shared_models / SELFIE)
+    assert model.input_size == (256, 256) and model.output == "probabilities"
+    assert model.num_classes == 2 and model.source["input_type"] == "FLOAT32"
+    export_dir = export_file(shared_models / SELFIE, tmp_path / "selfie")
+    people = {n: photos[n] for n in ("astronaut.png", "grace_hopper.bmp")}
+    selfie = run_tag(export_dir, "serve", people)
+    deeplab = run_tag(coral_export, "serve", people)
+    ious = {n: iou(selfie[n] == 1, deeplab[n] == 15) for n in people}
+    assert min(ious.values()) >= 0.65 and np.mean(list(ious.values())) >= 0.75, ious
+
+
 # -- another shape of model, made here: float input and output ------------------------
 @pytest.fixture(scope="module")
 def float_tflite(tmp_path_factory) -> Path:
@@ -219,9 +282,14 @@ def refused(source: Path, base: Path, error: type, *words: str) -> None:
     assert tree(base) == []
 
 
-def test_mediapipe_selfie_is_refused_naming_its_custom_op(shared_models, tmp_path):
-    refused(shared_models / "mediapipe/selfie_segmentation.tflite", tmp_path / "selfie",
-            Unimplemented, "CUSTOM:Convolution2DTransposeBias", "operator 244")
+def test_unknown_custom_op_is_refused_by_name_and_index(shared_models, tmp_path):
+    # The selfie model with its custom op renamed to one nobody implements.
+    raw = (shared_models / "mediapipe/selfie_segmentation.tflite").read_bytes()
+    renamed = tmp_path / "selfie_renamed.tflite"
+    renamed.write_bytes(raw.replace(b"Convolution2DTransposeBias",
+                                    b"Convolution2DTransposeBiaX"))
+    refused(renamed, tmp_path / "selfie", Unimplemented,
+            "operator 244 is CUSTOM:Convolution2DTransposeBiaX")
 
 
 def test_truncated_flatbuffer(coral, tmp_path):
