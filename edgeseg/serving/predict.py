@@ -15,6 +15,7 @@ from typing import Any
 
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
+from edgeseg.errors import EdgesegError
 from edgeseg.serving import signatures, tensors
 
 
@@ -38,10 +39,13 @@ def predict(core: Any, request: predict_pb2.PredictRequest) -> predict_pb2.Predi
         }
         signatures.check_inputs(signature, inputs)
         aliases = signatures.select_outputs(signature, request.output_filter)
-        results = model.run(
-            {signature.inputs[a].name: value for a, value in inputs.items()},
-            [signature.outputs[a].name for a in aliases],
-        )
+        try:
+            results = model.run(
+                {signature.inputs[a].name: value for a, value in inputs.items()},
+                [signature.outputs[a].name for a in aliases],
+            )
+        except EdgesegError as exc:
+            raise signatures.explain_failure(signature, inputs, exc) from None
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, handle.name, handle.version, sig_name)
         for alias, value in zip(aliases, results, strict=True):

@@ -4,8 +4,10 @@ Contract: pure functions over ``SignatureDef`` protos and numpy arrays, shared b
 Classify, Regress and MultiInference. Errors are TF Serving's: an unknown signature is
 FAILED_PRECONDITION ``Serving signature key "NAME" not found.``; inputs sent that the
 signature does not take, or inputs it needs but were not sent, are INVALID_ARGUMENT listing
-both; a wrong dtype or shape is INVALID_ARGUMENT naming the input, what was expected and
-what came; an unknown or repeated output_filter alias is INVALID_ARGUMENT.
+both; a wrong dtype is INVALID_ARGUMENT naming the input, what was expected and what came,
+before the model runs; a shape outside the signature's is blamed the same way only if the
+model then fails on it (TF Serving feeds whatever the graph accepts); an unknown or repeated
+output_filter alias is INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import FailedPrecondition, InvalidArgument
+from edgeseg.errors import EdgesegError, FailedPrecondition, InvalidArgument
 from edgeseg.serving.tensors import (
     array_dtype_name,
     dtype_name,
@@ -55,32 +57,48 @@ def check_input_names(signature: Any, sent: Sequence[str]) -> None:
     )
 
 
-def check_input(alias: str, info: Any, value: np.ndarray) -> None:
-    """One input against its TensorInfo: dtype and every known dimension."""
-    want = numpy_dtype(info.dtype) if info.dtype else None
+def check_dtype(alias: str, info: Any, value: np.ndarray) -> None:
+    """An input's dtype must be the signature's: TensorFlow refuses any other feed."""
+    want = numpy_dtype(info.dtype)
     if want is not None and value.dtype != np.dtype(want):
-        got = array_dtype_name(value)
         raise InvalidArgument(
-            f"input '{alias}': expected dtype {dtype_name(info.dtype)}, got {got}"
+            f"input '{alias}': expected dtype {dtype_name(info.dtype)}, "
+            f"got {array_dtype_name(value)}"
         )
+
+
+def shape_problem(alias: str, info: Any, value: np.ndarray) -> str | None:
+    """How an input's shape differs from the signature's known dimensions, or None."""
     # Old exports leave tensor_shape out altogether: the shape is unknown, not scalar.
     shape = shape_of(info.tensor_shape) if info.HasField("tensor_shape") else None
     if shape is None:
-        return
+        return None
     ok = len(shape) == value.ndim and all(
         e < 0 or e == g for e, g in zip(shape, value.shape, strict=True)
     )
-    if not ok:
-        raise InvalidArgument(
-            f"input '{alias}': expected shape {format_shape(shape)}, "
-            f"got {format_shape(list(value.shape))}"
-        )
+    if ok:
+        return None
+    return (f"input '{alias}': expected shape {format_shape(shape)}, "
+            f"got {format_shape(list(value.shape))}")
 
 
 def check_inputs(signature: Any, inputs: Mapping[str, np.ndarray]) -> None:
+    """Names and dtypes, before running. Shapes are NOT refused here: TF Serving feeds
+    what the graph accepts (half_plus_two's [-1,1] signature takes x of shape [3]), so a
+    shape is only blamed when the run fails (see :func:`explain_failure`)."""
     check_input_names(signature, list(inputs))
     for alias, value in inputs.items():
-        check_input(alias, signature.inputs[alias], value)
+        check_dtype(alias, signature.inputs[alias], value)
+
+
+def explain_failure(signature: Any, inputs: Mapping[str, np.ndarray],
+                    error: EdgesegError) -> EdgesegError:
+    """A failed run whose inputs broke the signature's shapes: INVALID_ARGUMENT naming them."""
+    problems = [p for alias, value in inputs.items()
+                if (p := shape_problem(alias, signature.inputs[alias], value))]
+    if not problems:
+        return error
+    return InvalidArgument(f"{'; '.join(problems)} ({error.message})")
 
 
 def select_outputs(signature: Any, output_filter: Sequence[str]) -> list[str]:

@@ -101,7 +101,8 @@ def array_dtype_name(value: np.ndarray) -> str:
 
 
 def numpy_dtype(dtype: int) -> Any:
-    return _CODEC[dtype][0]
+    """The numpy type of a DataType, None for those the codec does not handle."""
+    return _CODEC[dtype][0] if dtype in _CODEC else None
 
 
 def encode(array: Any, content: bool = False,

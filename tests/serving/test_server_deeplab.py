@@ -114,3 +114,17 @@ def test_encoded_jpeg(deeplab):
     response = deeplab.predict.Predict(request, timeout=120)
     seg = tf.make_ndarray(response.outputs["segmentation_map"])
     assert seg.shape == (1, HEIGHT, WIDTH) and seg.max() < 21
+
+
+def test_a_shape_the_model_cannot_take_names_the_input(deeplab):
+    import grpc
+
+    request = tutorial_request("deeplab")
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(image()[0]))  # [h,w,3], no batch
+    with pytest.raises(grpc.RpcError) as err:
+        deeplab.predict.Predict(request, timeout=120)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"input 'images': expected shape [1,-1,-1,3], got [{HEIGHT},{WIDTH},3]" in (
+        err.value.details())
+    assert deeplab.predict.Predict(tutorial_request("deeplab"), timeout=120).outputs[
+        "segmentation_map"].int64_val  # and it keeps serving
