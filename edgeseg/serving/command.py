@@ -91,9 +91,6 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s edgeseg serve %(levelname)s %(name)s: %(message)s",
     )
-    if flags.rest_api_port:
-        log.warning("--rest_api_port=%d: the REST API is not available yet; gRPC only",
-                    flags.rest_api_port)
     return _serve(flags, models)
 
 
@@ -121,6 +118,8 @@ def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
     try:
         core.apply_config(models)
         server, health = _start_grpc(flags, core)
+        rest = _start_rest(flags, core) if flags.rest_api_port else None
+        sd_notify("READY=1")
     except BaseException:
         core.stop(0)
         raise
@@ -135,6 +134,8 @@ def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
           file=sys.stderr, flush=True)
     sd_notify("STOPPING=1")
     health.shutdown()  # health checks say NOT_SERVING while in-flight calls finish
+    if rest is not None:
+        rest.stop()
     server.stop(grace).wait()
     core.stop(grace)
     print("edgeseg serve: stopped", file=sys.stderr, flush=True)
@@ -183,7 +184,6 @@ def _start_grpc(flags: ServerFlags, core):  # noqa: ANN001, ANN202
     if flags.grpc_socket_path:
         print(f"edgeseg serve: gRPC listening on unix:{flags.grpc_socket_path}",
               file=sys.stderr, flush=True)
-    sd_notify("READY=1")
     return server, reporter
 
 
@@ -203,6 +203,20 @@ def _listen(server, flags: ServerFlags) -> str:  # noqa: ANN001
         if not server.add_insecure_port(f"unix:{flags.grpc_socket_path}"):
             raise Unavailable(f"cannot listen for gRPC on unix:{flags.grpc_socket_path}")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _start_rest(flags: ServerFlags, core):  # noqa: ANN001, ANN202
+    from edgeseg.serving.rest_api import RestServer  # noqa: PLC0415
+
+    host = flags.grpc_bind_address
+    try:
+        rest = RestServer(core, host, flags.rest_api_port, flags.grpc_max_message_bytes)
+    except OSError as exc:
+        raise Unavailable(f"cannot listen for REST on {host}:{flags.rest_api_port}: "
+                          f"{exc.strerror}") from None
+    rest.start()
+    print(f"edgeseg serve: REST listening on {host}:{rest.port}", file=sys.stderr, flush=True)
+    return rest
 
 
 def _report_loads(core) -> None:  # noqa: ANN001

@@ -28,9 +28,9 @@ def _flag(default, help_text: str):  # noqa: ANN001, ANN202 - a dataclass field 
 @dataclass(frozen=True)
 class ServerFlags:
     port: int = _flag(8500, "gRPC port (0 picks a free one, printed when ready)")
-    grpc_bind_address: str = _flag("0.0.0.0", "(edgeseg) address the gRPC port binds to")
+    grpc_bind_address: str = _flag("0.0.0.0", "(edgeseg) address the gRPC and REST ports bind to")
     grpc_socket_path: str = _flag("", "also serve gRPC on this Unix socket")
-    rest_api_port: int = _flag(0, "REST port; 0 = off (REST is not built yet)")
+    rest_api_port: int = _flag(0, "REST port (TF Serving's /v1/models API); 0 = off")
     model_name: str = _flag("default", "name of the one model served with --model_base_path")
     model_base_path: str = _flag("", "folder holding the model's numbered version folders")
     model_config_file: str = _flag("", "model_config_list text proto (instead of the above)")

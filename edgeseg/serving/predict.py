@@ -27,27 +27,33 @@ def fill_model_spec(out: model_pb2.ModelSpec, name: str, version: int,
         out.signature_name = signature_name
 
 
+def run_signature(model: Any, signature: Any, inputs: dict[str, Any],
+                  output_filter: Any = ()) -> dict[str, Any]:
+    """Check ``inputs`` against ``signature``, run it, and return {output alias: array}."""
+    signatures.check_inputs(signature, inputs)
+    aliases = signatures.select_outputs(signature, output_filter)
+    try:
+        results = model.run(
+            {signature.inputs[a].name: value for a, value in inputs.items()},
+            [signature.outputs[a].name for a in aliases],
+        )
+    except EdgesegError as exc:
+        raise signatures.explain_failure(signature, inputs, exc) from None
+    return dict(zip(aliases, results, strict=True))
+
+
 def predict(core: Any, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
     with core.handle(request.model_spec) as handle:
-        model = handle.model
         sig_name, signature = signatures.find_signature(
-            model.signature_defs, request.model_spec.signature_name
+            handle.model.signature_defs, request.model_spec.signature_name
         )
         inputs = {
             alias: tensors.decode(proto, f"input '{alias}'")
             for alias, proto in request.inputs.items()
         }
-        signatures.check_inputs(signature, inputs)
-        aliases = signatures.select_outputs(signature, request.output_filter)
-        try:
-            results = model.run(
-                {signature.inputs[a].name: value for a, value in inputs.items()},
-                [signature.outputs[a].name for a in aliases],
-            )
-        except EdgesegError as exc:
-            raise signatures.explain_failure(signature, inputs, exc) from None
+        outputs = run_signature(handle.model, signature, inputs, request.output_filter)
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, handle.name, handle.version, sig_name)
-        for alias, value in zip(aliases, results, strict=True):
+        for alias, value in outputs.items():
             tensors.encode(value, out=response.outputs[alias])
         return response

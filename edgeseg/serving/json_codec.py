@@ -1,0 +1,198 @@
+"""JSON <-> tensors for the REST API, as TF Serving's json_tensor.cc defines them.
+
+Contract: pure functions, no I/O. :func:`predict_inputs` turns a parsed ``:predict`` body
+into ``{input alias: ndarray}`` typed by the signature's inputs:
+
+* row format ``{"instances": [...]}``: one element per example, stacked on a new batch
+  dimension; each element is the single input's value, or (any number of inputs) an object
+  ``{alias: value}``;
+* columnar format ``{"inputs": value}`` or ``{"inputs": {alias: value}}``;
+* values are (nested) lists of numbers, booleans, strings or ``{"b64": "..."}`` for bytes;
+  ``NaN``/``Infinity`` are numbers (the parser accepts them).
+
+Anything else is INVALID_ARGUMENT naming what and where: both or neither of
+instances/inputs, unknown keys, ragged lists, a string for a number, bad base64, numbers
+out of the dtype's range. :func:`predict_outputs` writes the answer: ``{"predictions": [...]}``
+for the row format (one element per example; objects when there are several outputs),
+``{"outputs": ...}`` for the columnar one. DT_STRING outputs whose alias ends in ``_bytes``
+are written ``{"b64": ...}``, others as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from tensorflow.core.framework import types_pb2
+
+from edgeseg.errors import InvalidArgument
+from edgeseg.serving.tensors import dtype_name, numpy_dtype
+
+PREDICT_KEYS = {"signature_name", "instances", "inputs"}
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def _shape(value: Any, where: str) -> list[int]:
+    """The rectangular shape of nested lists; INVALID_ARGUMENT if ragged."""
+    if not isinstance(value, list):
+        return []
+    if not value:
+        return [0]
+    inner = _shape(value[0], where)
+    for item in value[1:]:
+        if _shape(item, where) != inner:
+            raise InvalidArgument(f"{where}: lists of different lengths or depths (ragged)")
+    return [len(value), *inner]
+
+
+def _leaves(value: Any):  # noqa: ANN202 - a generator
+    if isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+def _leaf(value: Any, dtype: int, where: str) -> Any:
+    if dtype == types_pb2.DT_STRING:
+        if _is_b64(value):
+            try:
+                return base64.b64decode(value["b64"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise InvalidArgument(f"{where}: 'b64' is not valid base64") from None
+        if isinstance(value, str):
+            return value.encode()
+        raise InvalidArgument(f"{where}: expected a string or {{\"b64\": ...}}, got "
+                              f"{type(value).__name__}")
+    if dtype == types_pb2.DT_BOOL:
+        if isinstance(value, bool):
+            return value
+        raise InvalidArgument(f"{where}: expected true or false, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgument(f"{where}: expected a number for {dtype_name(dtype)}, got "
+                              f"{json_type(value)}")
+    if numpy_dtype(dtype) is not None and np.dtype(numpy_dtype(dtype)).kind in "iu":
+        if not isinstance(value, int):
+            raise InvalidArgument(f"{where}: expected an integer for {dtype_name(dtype)}, "
+                                  f"got {value!r}")
+        info = np.iinfo(numpy_dtype(dtype))
+        if not info.min <= value <= info.max:
+            raise InvalidArgument(f"{where}: {value} is out of range for {dtype_name(dtype)}")
+    return value
+
+
+def json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def to_array(value: Any, info: Any, where: str) -> np.ndarray:
+    """One JSON value as an array of the signature input's dtype."""
+    dtype = info.dtype
+    np_type = numpy_dtype(dtype)
+    if np_type is None:
+        raise InvalidArgument(f"{where}: inputs of {dtype_name(dtype)} cannot be sent as JSON")
+    shape = _shape(value, where)
+    flat = [_leaf(v, dtype, where) for v in _leaves(value)]
+    if dtype == types_pb2.DT_STRING:
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+        return array.reshape(shape)
+    with np.errstate(over="raise"):
+        try:
+            return np.asarray(flat, dtype=np_type).reshape(shape)
+        except (OverflowError, FloatingPointError):
+            raise InvalidArgument(f"{where}: a number is out of range for "
+                                  f"{dtype_name(dtype)}") from None
+
+
+def _named(value: Any, inputs: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Split a value into {alias: value}: an object of aliases, or the one input's value."""
+    if isinstance(value, dict) and not _is_b64(value):
+        return value
+    if len(inputs) != 1:
+        raise InvalidArgument(
+            f"{where}: the signature takes {len(inputs)} inputs ({', '.join(sorted(inputs))});"
+            " give an object naming each"
+        )
+    return {next(iter(inputs)): value}
+
+
+def predict_inputs(body: Any, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+    """({alias: array}, row_format) from a :predict body, typed by the signature's inputs."""
+    if not isinstance(body, dict):
+        raise InvalidArgument(f"the request body must be a JSON object, got {json_type(body)}")
+    unknown = set(body) - PREDICT_KEYS
+    if unknown:
+        raise InvalidArgument(f"unknown key(s) {', '.join(sorted(unknown))}; expected "
+                              "'instances' or 'inputs', and 'signature_name'")
+    if ("instances" in body) == ("inputs" in body):
+        raise InvalidArgument("give exactly one of 'instances' (row format) or 'inputs' "
+                              "(columnar format)")
+    if "inputs" in body:
+        named = _named(body["inputs"], inputs, "inputs")
+        return {a: to_array(v, _info(inputs, a, "inputs"), f"inputs[{a!r}]")
+                for a, v in named.items()}, False
+    instances = body["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise InvalidArgument("'instances' must be a non-empty list")
+    rows = [_named(item, inputs, f"instances[{i}]") for i, item in enumerate(instances)]
+    names = set(rows[0])
+    for i, row in enumerate(rows):
+        if set(row) != names:
+            raise InvalidArgument(f"instances[{i}] names inputs {sorted(row)}, instances[0] "
+                                  f"{sorted(names)}")
+    return {a: to_array([row[a] for row in rows], _info(inputs, a, "instances"),
+                        f"instances[*][{a!r}]") for a in names}, True
+
+
+def _info(inputs: Mapping[str, Any], alias: str, where: str) -> Any:
+    if alias not in inputs:
+        raise InvalidArgument(f"{where}: the signature has no input {alias!r}; it takes "
+                              f"{', '.join(sorted(inputs))}")
+    return inputs[alias]
+
+
+def to_json(array: np.ndarray, alias: str) -> Any:
+    """An output array as JSON values (nested lists)."""
+    if array.dtype == object or array.dtype.kind in "SU":
+        as_b64 = alias.endswith("_bytes")
+        return _map(array, lambda b: {"b64": base64.b64encode(b).decode()} if as_b64
+                    else b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b))
+    if array.dtype in (np.float32, np.float16):
+        return _map(array, lambda v: float(str(v)))  # 0.1, not 0.10000000149011612
+    return array.tolist()
+
+
+def _map(value: Any, fn) -> Any:  # noqa: ANN001
+    """fn on every element of a (nested) array, as nested lists."""
+    if isinstance(value, np.ndarray):
+        if value.ndim:
+            return [_map(v, fn) for v in value]
+        value = value[()]
+    return fn(value)  # numpy scalars keep their type: float32 prints its own shortest text
+
+
+def predict_outputs(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict[str, Any]:
+    if not row_format:
+        if len(outputs) == 1:
+            ((alias, value),) = outputs.items()
+            return {"outputs": to_json(value, alias)}
+        return {"outputs": {a: to_json(v, a) for a, v in outputs.items()}}
+    batch = {a: (v.shape[0] if v.ndim else None) for a, v in outputs.items()}
+    sizes = set(batch.values())
+    if len(sizes) != 1 or None in sizes:
+        raise InvalidArgument(f"outputs do not share one batch size for the row format: {batch};"
+                              " use the columnar format ('inputs')")
+    if len(outputs) == 1:
+        ((alias, value),) = outputs.items()
+        return {"predictions": to_json(value, alias)}
+    rows = [{a: to_json(np.asarray(v[i], dtype=v.dtype), a) for a, v in outputs.items()}
+            for i in range(sizes.pop())]
+    return {"predictions": rows}

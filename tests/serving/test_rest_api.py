@@ -1,0 +1,102 @@
+"""TF Serving's REST API on a real server: the JSON TF Serving's own tests expect."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from .conftest import tfs_data
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def rest(serve):
+    port = free_port()
+    server = serve(f"--model_base_path={tfs_data('saved_model_half_plus_two_cpu')}",
+                   f"--rest_api_port={port}")
+    deadline = time.monotonic() + 30
+    while f"REST listening on 127.0.0.1:{port}" not in server.log():
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+    server.url = f"http://127.0.0.1:{port}/v1/models"
+    return server
+
+
+def call(url, body=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_status(rest):
+    assert call(f"{rest.url}/default") == (200, {"model_version_status": [
+        {"version": "123", "state": "AVAILABLE",
+         "status": {"error_code": "OK", "error_message": ""}}]})
+
+
+def test_metadata_is_tf_servings_json(rest):
+    expected = json.loads(tfs_data("half_plus_two_model_metadata.json").read_text())
+    assert call(f"{rest.url}/default/metadata") == (200, expected)
+    assert call(f"{rest.url}/default/versions/123/metadata") == (200, expected)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        (":predict", {"instances": [2.0, 3.0, 4.0]}, {"predictions": [3.0, 3.5, 4.0]}),
+        ("/versions/123:predict", {"instances": [[2.0], [3.0]]},
+         {"predictions": [[3.0], [3.5]]}),
+        (":predict", {"inputs": {"x": [[2.0], [4.0]]}}, {"outputs": [[3.0], [4.0]]}),
+        (":predict", {"signature_name": "regress_x2_to_y3", "inputs": [[2.0]]},
+         {"outputs": [[4.0]]}),
+    ],
+)
+def test_predict(rest, path, body, expected):
+    assert call(f"{rest.url}/default{path}", body) == (200, expected)
+
+
+def test_nan_goes_through(rest):
+    status, answer = call(f"{rest.url}/default:predict", raw=b'{"instances": [NaN, 2.0]}')
+    assert status == 200 and math.isnan(answer["predictions"][0])
+    assert answer["predictions"][1] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "code", "complaint"),
+    [
+        ("/nope:predict", b'{"instances": [1.0]}', 404, "Servable not found for request"),
+        ("/default/versions/9", None, 404, "Could not find version 9 of model default"),
+        ("/default:predict", b'{"instances": [1.0], "signature_name": "zz"}', 400,
+         'Serving signature key "zz" not found.'),
+        ("/default:predict", b"{not json", 400, "not valid JSON"),
+        ("/default:predict", b'{"instances": [[1.0], [2.0, 3.0]]}', 400, "ragged"),
+        ("/default:predict", b'{"instances": ["x"]}', 400, "expected a number"),
+        ("/default:predict", b'{"instances": [1], "inputs": [1]}', 400, "exactly one of"),
+        ("/default:predict", b'[' * 100000 + b']' * 100000, 400, "not valid JSON"),
+        ("/default:classify", b'{"examples": []}', 501, "not available over REST yet"),
+        ("/default:explode", b"{}", 404, "Malformed request"),
+    ],
+    ids=["model", "version", "signature", "json", "ragged", "type", "both", "deep", "classify",
+         "verb"],
+)
+def test_errors_are_json_with_tf_servings_codes(rest, path, raw, code, complaint):
+    status, answer = call(f"{rest.url}{path}", raw=raw)
+    assert (status, set(answer)) == (code, {"error"})
+    assert complaint in answer["error"]
+    assert call(f"{rest.url}/default:predict", {"instances": [2.0]}) == (
+        200, {"predictions": [3.0]})  # and it keeps serving
