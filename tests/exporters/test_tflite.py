@@ -298,10 +298,16 @@ def test_truncated_flatbuffer(coral, tmp_path):
     refused(cut, tmp_path / "base", DataLoss, "cut.tflite", "truncated")
 
 
-def test_not_a_flatbuffer(tmp_path):
+def test_not_a_flatbuffer(tmp_path, capsys):
+    from edgeseg.cli import main as edgeseg
+
     fake = tmp_path / "model.tflite"
     fake.write_text("this is not a model\n")
     refused(fake, tmp_path / "base", InvalidArgument, "not a TFLite flatbuffer", "TFL3")
+    # On the command line: one line on stderr, a usage-type exit status.
+    assert edgeseg(["export", str(fake), "--output", str(tmp_path / "base"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.tflite is not a TFLite flatbuffer" in err[0]
 
 
 def test_unsupported_builtin_op_is_named_with_its_index(tmp_path):
