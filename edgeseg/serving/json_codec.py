@@ -16,6 +16,12 @@ out of the dtype's range. :func:`predict_outputs` writes the answer: ``{"predict
 for the row format (one element per example; objects when there are several outputs),
 ``{"outputs": ...}`` for the columnar one. DT_STRING outputs whose alias ends in ``_bytes``
 are written ``{"b64": ...}``, others as text.
+
+``:classify``/``:regress`` bodies (:func:`examples_input`) are ``{"signature_name",
+"context", "examples"}``: each feature is a value or a list of values; whole numbers make an
+int64_list, any decimal a float_list, strings and ``{"b64": ...}`` a bytes_list. Answers
+(:func:`classification_json`, :func:`regression_json`) are ``{"results": ...}``:
+``[[label, score], ...]`` per example, or one value per example.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import input_pb2
 
 from edgeseg.errors import InvalidArgument
 from edgeseg.serving.tensors import dtype_name, numpy_dtype
@@ -196,3 +204,76 @@ def predict_outputs(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict
     rows = [{a: to_json(np.asarray(v[i], dtype=v.dtype), a) for a, v in outputs.items()}
             for i in range(sizes.pop())]
     return {"predictions": rows}
+
+
+EXAMPLES_KEYS = {"signature_name", "context", "examples"}
+
+
+def _feature(value: Any, where: str) -> feature_pb2.Feature:
+    values = value if isinstance(value, list) else [value]
+    feature = feature_pb2.Feature()
+    if all(isinstance(v, str) or _is_b64(v) for v in values):
+        feature.bytes_list.value.extend(
+            _leaf(v, types_pb2.DT_STRING, where) for v in values)
+    elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        if all(isinstance(v, int) for v in values):
+            for v in values:
+                _leaf(v, types_pb2.DT_INT64, where)
+            feature.int64_list.value.extend(values)
+        else:
+            feature.float_list.value.extend(values)
+    else:
+        raise InvalidArgument(f"{where}: a feature is a number, a string, {{\"b64\": ...}} or a "
+                              "list of one kind of these")
+    return feature
+
+
+def _example(features: Any, where: str) -> example_pb2.Example:
+    if not isinstance(features, dict):
+        raise InvalidArgument(f"{where}: expected an object of features, got "
+                              f"{json_type(features)}")
+    example = example_pb2.Example()
+    for name, value in features.items():
+        example.features.feature[name].CopyFrom(_feature(value, f"{where}[{name!r}]"))
+    return example
+
+
+def examples_input(body: Any) -> input_pb2.Input:
+    """The tf.Example Input of a :classify or :regress body."""
+    if not isinstance(body, dict):
+        raise InvalidArgument(f"the request body must be a JSON object, got {json_type(body)}")
+    unknown = set(body) - EXAMPLES_KEYS
+    if unknown:
+        raise InvalidArgument(f"unknown key(s) {', '.join(sorted(unknown))}; expected "
+                              "'examples', and optionally 'context' and 'signature_name'")
+    examples = body.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise InvalidArgument("'examples' must be a non-empty list of objects")
+    request_input = input_pb2.Input()
+    if "context" in body:
+        with_context = request_input.example_list_with_context
+        with_context.context.CopyFrom(_example(body["context"], "context"))
+        shared = set(body["context"])
+        for i, features in enumerate(examples):
+            both = shared & set(features) if isinstance(features, dict) else set()
+            if both:
+                raise InvalidArgument(f"examples[{i}]: feature(s) {', '.join(sorted(both))} "
+                                      "also in 'context'")
+            with_context.examples.append(_example(features, f"examples[{i}]"))
+    else:
+        request_input.example_list.examples.extend(
+            _example(features, f"examples[{i}]") for i, features in enumerate(examples))
+    return request_input
+
+
+def _float(value: float) -> float:
+    return float(str(np.float32(value)))  # the float32 a score is, in its shortest text
+
+
+def classification_json(result: Any) -> dict[str, Any]:
+    return {"results": [[[c.label, _float(c.score)] for c in classification.classes]
+                        for classification in result.classifications]}
+
+
+def regression_json(result: Any) -> dict[str, Any]:
+    return {"results": [_float(r.value) for r in result.regressions]}

@@ -5,14 +5,16 @@ Contract: routes as TF Serving's http_rest_api_handler::
     GET  /v1/models/NAME[/versions/N | /labels/L]            -> GetModelStatus as JSON
     GET  /v1/models/NAME[/versions/N | /labels/L]/metadata   -> GetModelMetadata as JSON
     POST /v1/models/NAME[/versions/N | /labels/L]:predict    -> see json_codec.py
+    POST /v1/models/NAME[/versions/N | /labels/L]:classify   -> Classify (tf.Examples)
+    POST /v1/models/NAME[/versions/N | /labels/L]:regress    -> Regress
 
 Handlers only convert (URL and JSON to protos or arrays, back to JSON) and delegate to the
-core (model_service.py, predict.py). The one place statuses become HTTP codes is
+core (model_service.py, predict.py, classify.py). The one place statuses become HTTP codes is
 :data:`HTTP_CODES` / :func:`_send_error`: INVALID_ARGUMENT and FAILED_PRECONDITION 400,
 NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNIMPLEMENTED 501, UNAVAILABLE 503,
 DEADLINE_EXCEEDED 504, anything else 500; the body is ``{"error": message}``. Bodies over
-``max_body_bytes`` are refused (RESOURCE_EXHAUSTED, 429) before they are read; :classify
-and :regress answer 501 for now. One thread per connection.
+``max_body_bytes`` are refused (RESOURCE_EXHAUSTED, 429) before they are read. One thread
+per connection.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from typing import Any
 
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_pb2,
+    regression_pb2,
 )
 
 from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status
-from edgeseg.serving import json_codec, model_service, signatures
+from edgeseg.serving import classify, json_codec, model_service, signatures
 from edgeseg.serving.predict import run_signature
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,19 @@ def predict(core: Any, spec: model_pb2.ModelSpec, body: Any) -> dict:
     return json_codec.predict_outputs(outputs, row_format)
 
 
+def classify_or_regress(core: Any, spec: model_pb2.ModelSpec, verb: str, body: Any) -> dict:
+    request_input = json_codec.examples_input(body)
+    signature_name = body.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise InvalidArgument("'signature_name' must be a string")
+    spec.signature_name = signature_name
+    if verb == "classify":
+        request = classification_pb2.ClassificationRequest(model_spec=spec, input=request_input)
+        return json_codec.classification_json(classify.classify(core, request).result)
+    request = regression_pb2.RegressionRequest(model_spec=spec, input=request_input)
+    return json_codec.regression_json(classify.regress(core, request).result)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "edgeseg-serve"
     protocol_version = "HTTP/1.1"
@@ -137,9 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
             return model_status(self.core, spec)
         if method == "POST" and match["verb"] == "predict" and not match["metadata"]:
             return predict(self.core, spec, self._body())
-        if method == "POST" and match["verb"] in ("classify", "regress"):
-            raise EdgesegError(f":{match['verb']} is not available over REST yet; use gRPC",
-                               Status.UNIMPLEMENTED)
+        if method == "POST" and match["verb"] in ("classify", "regress") \
+                and not match["metadata"]:
+            return classify_or_regress(self.core, spec, match["verb"], self._body())
         raise NotFound(f"Malformed request: {method} {self.path}")
 
     def _body(self) -> Any:

@@ -100,3 +100,55 @@ def test_responses(outputs, row, expected):
 def test_row_format_needs_one_batch_size():
     with pytest.raises(InvalidArgument, match="columnar"):
         predict_outputs({"a": np.int64([1, 2]), "b": np.int64([1])}, True)
+
+
+def test_examples_become_tf_examples():
+    from edgeseg.serving.json_codec import examples_input
+
+    got = examples_input({"examples": [{"x": 2.0, "n": [1, 2], "s": "a", "b": {"b64": "aGk="},
+                                        "mixed": [1, 2.5]}]})
+    feature = got.example_list.examples[0].features.feature
+    assert list(feature["x"].float_list.value) == [2.0]
+    assert list(feature["n"].int64_list.value) == [1, 2]
+    assert list(feature["s"].bytes_list.value) == [b"a"]
+    assert list(feature["b"].bytes_list.value) == [b"hi"]
+    assert list(feature["mixed"].float_list.value) == [1.0, 2.5]
+    with_context = examples_input({"context": {"x": 2.0}, "examples": [{}, {"y": 1}]})
+    assert with_context.example_list_with_context.context.features.feature["x"].float_list.value
+    assert len(with_context.example_list_with_context.examples) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ({"examples": []}, "non-empty list"),
+        ({"examples": [1]}, "expected an object of features"),
+        ({"examples": [{"x": [1, "a"]}]}, "one kind"),
+        ({"examples": [{"x": True}]}, "one kind"),
+        ({"examples": [{"x": 2**70}]}, "out of range"),
+        ({"examples": [{"x": 1}], "context": {"x": 2}}, "also in 'context'"),
+        ({"examples": [{"x": 1}], "instances": []}, "unknown key"),
+    ],
+)
+def test_bad_examples(body, complaint):
+    from edgeseg.serving.json_codec import examples_input
+
+    with pytest.raises(InvalidArgument, match=complaint):
+        examples_input(body)
+
+
+def test_classification_and_regression_json():
+    from tensorflow_serving.apis import classification_pb2, regression_pb2
+
+    from edgeseg.serving.json_codec import classification_json, regression_json
+
+    result = classification_pb2.ClassificationResult()
+    first = result.classifications.add()
+    first.classes.add(label="car", score=0.2)
+    first.classes.add(label="bike", score=0.7)
+    result.classifications.add().classes.add(score=3.0)
+    assert classification_json(result) == {"results": [[["car", 0.2], ["bike", 0.7]],
+                                                       [["", 3.0]]]}
+    regression = regression_pb2.RegressionResult()
+    regression.regressions.add(value=0.1)
+    assert regression_json(regression) == {"results": [0.1]}

@@ -70,6 +70,21 @@ def test_predict(rest, path, body, expected):
     assert call(f"{rest.url}/default{path}", body) == (200, expected)
 
 
+@pytest.mark.parametrize(
+    ("verb", "body", "expected"),
+    [
+        ("classify", {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}, {"x": 4.0}]},
+         {"results": [[["", 3.0]], [["", 4.0]]]}),
+        ("regress", {"signature_name": "regress_x_to_y2", "examples": [{"x": 2.0}]},
+         {"results": [4.0]}),
+        ("regress", {"signature_name": "regress_x_to_y", "context": {"x": 2.0},
+                     "examples": [{}]}, {"results": [3.0]}),
+    ],
+)
+def test_classify_and_regress(rest, verb, body, expected):
+    assert call(f"{rest.url}/default:{verb}", body) == (200, expected)
+
+
 def test_nan_goes_through(rest):
     status, answer = call(f"{rest.url}/default:predict", raw=b'{"instances": [NaN, 2.0]}')
     assert status == 200 and math.isnan(answer["predictions"][0])
@@ -88,11 +103,13 @@ def test_nan_goes_through(rest):
         ("/default:predict", b'{"instances": ["x"]}', 400, "expected a number"),
         ("/default:predict", b'{"instances": [1], "inputs": [1]}', 400, "exactly one of"),
         ("/default:predict", b'[' * 100000 + b']' * 100000, 400, "not valid JSON"),
-        ("/default:classify", b'{"examples": []}', 501, "not available over REST yet"),
+        ("/default:classify", b'{"examples": []}', 400, "non-empty list"),
+        ("/default:regress", b'{"examples": [{"x": 2.0}], "signature_name": "nope"}', 400,
+         'Serving signature key "nope" not found.'),
         ("/default:explode", b"{}", 404, "Malformed request"),
     ],
-    ids=["model", "version", "signature", "json", "ragged", "type", "both", "deep", "classify",
-         "verb"],
+    ids=["model", "version", "signature", "json", "ragged", "type", "both", "deep", "examples",
+         "regress-signature", "verb"],
 )
 def test_errors_are_json_with_tf_servings_codes(rest, path, raw, code, complaint):
     status, answer = call(f"{rest.url}{path}", raw=raw)
