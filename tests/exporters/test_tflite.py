@@ -226,14 +226,14 @@ def test_selfie_imports_as_a_person_mask(shared_models, photos, coral_export, tm
 
 
 # -- another shape of model, made here: float input and output ------------------------
-@pytest.fixture(scope="module")
-def float_tflite(tmp_path_factory) -> Path:
+def tiny_net() -> tf.types.experimental.ConcreteFunction:
     """A small float network: conv (SAME, stride 2), depthwise, pad, mean, mul, sub,
-    concat, resize back (half-pixel centers), softmax. Random weights, fixed seed."""
+    concat, conv with bias, resize back (half-pixel centers). Random weights, fixed seed."""
     rng = np.random.default_rng(7)
     k1 = tf.constant(rng.normal(0, 0.3, (3, 3, 3, 8)), tf.float32)
     k2 = tf.constant(rng.normal(0, 0.3, (3, 3, 8, 1)), tf.float32)
     k3 = tf.constant(rng.normal(0, 0.3, (1, 1, 16, 4)), tf.float32)
+    b3 = tf.constant(rng.normal(0, 0.3, (4,)), tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([1, 33, 33, 3], tf.float32, name="image")])
     def net(x):
@@ -242,15 +242,59 @@ def float_tflite(tmp_path_factory) -> Path:
                                               k2, [1, 1, 1, 1], "VALID"))
         pooled = tf.reduce_mean(y, axis=[1, 2], keepdims=True)
         y = tf.concat([y * 1.5 - 0.25, y - pooled], axis=-1)
-        y = tf.nn.conv2d(y, k3, 1, "SAME")
-        y = tf.compat.v1.image.resize_bilinear(y, [33, 33], half_pixel_centers=True)
-        return tf.nn.softmax(y)
+        y = tf.nn.conv2d(y, k3, 1, "SAME") + b3
+        return tf.compat.v1.image.resize_bilinear(y, [33, 33], half_pixel_centers=True)
 
+    return net
+
+
+@pytest.fixture(scope="module")
+def float_tflite(tmp_path_factory) -> Path:
+    net = tiny_net()
+    probabilities = tf.function(lambda x: tf.nn.softmax(net(x)),
+                                input_signature=net.input_signature)
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [net.get_concrete_function()], net)
+        [probabilities.get_concrete_function()], probabilities)
     path = tmp_path_factory.mktemp("float") / "tiny.tflite"
     path.write_bytes(converter.convert())
     return path
+
+
+def test_int8_per_channel_model_matches_the_interpreter(tmp_path):
+    """Full-integer quantization as today's converter does it: int8, per-channel
+    filters, uint8 input (QUANTIZE to int8), int8 output."""
+    from exporters.deeplab import synthetic_image
+
+    net = tiny_net()
+
+    def calibration():
+        for seed in range(20):
+            yield [synthetic_image(33, 33, seed=seed)[None].astype(np.float32) / 255]
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [net.get_concrete_function()], net)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type, converter.inference_output_type = tf.uint8, tf.int8
+    path = tmp_path / "int8.tflite"
+    path.write_bytes(converter.convert())
+    fb = tflite.read(path)
+    assert any(t.dtype == "INT8" and t.quantization.scale.size > 1 for t in fb.tensors
+               if t.is_constant and t.quantization is not None)  # per-channel filters
+    export_dir = export_file(path, tmp_path / "int8")
+    frames = {f"s{i}": synthetic_image(33, 33, seed=30 + i) for i in range(4)}
+    resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = tf.lite.Interpreter(str(path), experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    expected = {}
+    for name, frame in frames.items():
+        interpreter.set_tensor(inp["index"], frame[None])
+        interpreter.invoke()
+        expected[name] = interpreter.get_tensor(out["index"])[0].argmax(-1)
+    ours = run_tag(export_dir, "serve_quantized", frames)
+    assert np.mean([np.mean(ours[n] == expected[n]) for n in frames]) >= 0.99
 
 
 def test_float_model_matches_the_interpreter(float_tflite, tmp_path):
