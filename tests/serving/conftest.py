@@ -9,13 +9,17 @@ TF Serving's own test models live in shared/tfserving-testdata beside the reposi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -73,6 +77,17 @@ class Server:
         self.stop()
         raise AssertionError(f"server not ready in {START_TIMEOUT_S}s:\n{self.log()}")
 
+    def wait_for_line(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert time.monotonic() < deadline, f"no {text!r} in:\n{self.log()}"
+            time.sleep(0.1)
+
+    def serve_rest(self, port: int) -> str:
+        """Wait for the REST port given with --rest_api_port; its /v1/models URL."""
+        self.wait_for_line(f"REST listening on 127.0.0.1:{port}")
+        return f"http://127.0.0.1:{port}/v1/models"
+
     def terminate(self, timeout: float = 30) -> int:
         """SIGTERM and wait; the exit status."""
         self.proc.send_signal(signal.SIGTERM)
@@ -105,6 +120,24 @@ def serve(tmp_path_factory) -> Iterator:
     yield start
     for server in started:
         server.stop()
+
+
+def free_port() -> int:
+    """A loopback port free right now (for --rest_api_port, where 0 means off)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rest_call(url: str, body: object = None, raw: bytes | None = None) -> tuple[int, object]:
+    """(HTTP status, parsed JSON body) of a GET, or a POST when there is a body."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
 
 
 def run_serve(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-from .conftest import tfs_data
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import free_port, rest_call, tfs_data
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +15,11 @@ def rest(serve):
     port = free_port()
     server = serve(f"--model_base_path={tfs_data('saved_model_half_plus_two_cpu')}",
                    f"--rest_api_port={port}")
-    deadline = time.monotonic() + 30
-    while f"REST listening on 127.0.0.1:{port}" not in server.log():
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.1)
-    server.url = f"http://127.0.0.1:{port}/v1/models"
+    server.url = server.serve_rest(port)
     return server
 
 
-def call(url, body=None, raw=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+call = rest_call
 
 
 def test_status(rest):

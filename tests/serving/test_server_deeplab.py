@@ -18,7 +18,7 @@ from tensorflow_serving.apis import predict_pb2
 
 from edgeseg.serving.loader import Loader
 
-from .conftest import EDGESEG, REPO
+from .conftest import EDGESEG, REPO, free_port, rest_call
 
 HEIGHT, WIDTH = 48, 80
 
@@ -39,7 +39,10 @@ def deeplab(serve, export, tmp_path_factory):
       config {{ name: "deeplab" base_path: "{export}" }}
       config {{ name: "deeplab_int8" base_path: "{export}" saved_model_tags: "serve_quantized" }}
     }}""")
-    return serve(f"--model_config_file={config}")
+    port = free_port()
+    server = serve(f"--model_config_file={config}", f"--rest_api_port={port}")
+    server.url = server.serve_rest(port)
+    return server
 
 
 def image():
@@ -128,3 +131,19 @@ def test_a_shape_the_model_cannot_take_names_the_input(deeplab):
         err.value.details())
     assert deeplab.predict.Predict(tutorial_request("deeplab"), timeout=120).outputs[
         "segmentation_map"].int64_val  # and it keeps serving
+
+
+def test_rest_b64_jpeg_to_predict_encoded(deeplab):
+    import base64
+
+    import cv2
+
+    frame = np.random.default_rng(3).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+    body = {"signature_name": "predict_encoded",
+            "instances": [{"b64": base64.b64encode(jpeg).decode()}]}
+    status, answer = rest_call(f"{deeplab.url}/deeplab:predict", body)
+    assert status == 200, answer
+    (mask,) = answer["predictions"]
+    mask = np.array(mask)
+    assert mask.shape == (HEIGHT, WIDTH) and 0 <= mask.min() and mask.max() < 21
