@@ -110,7 +110,7 @@ def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
         method_name_check=flags.enable_signature_method_name_check,
         default_tags=split_tags(flags.saved_model_tags),
         default_preserve=parse_preserve(flags.aspired_version_policy),
-    ), functools.partial(Loader, session_config=config))
+    ), functools.partial(Loader, session_config=config, warmup=flags.enable_model_warmup))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: stop.set())

@@ -61,6 +61,8 @@ class ServerFlags:
         0.0, "share of each GPU's memory TF may take; 0 = TensorFlow's default")
     gpu_allow_growth: bool = _flag(
         False, "(edgeseg) let TF take GPU memory as needed instead of all at start-up")
+    enable_model_warmup: bool = _flag(
+        True, "replay assets.extra/tf_serving_warmup_requests before a version serves")
     shutdown_grace_seconds: float = _flag(
         10.0, "(edgeseg) on SIGTERM, how long in-flight requests may take to finish")
     validate_config: bool = _flag(

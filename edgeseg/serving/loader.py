@@ -9,6 +9,9 @@ variables, the tag-set absent, not enough memory). It never leaves a half-built 
 behind. Loads run one at a time on the Manager's thread; :meth:`LoadedModel.run` may be
 called from many request threads at once (TF sessions are thread-safe).
 
+Unless told not to, :meth:`Loader.load` also replays the version's warmup requests
+(warmup.py) before returning, so a version is warm when it becomes AVAILABLE.
+
 Each version gets its own ``tf.Graph`` and ``tf.compat.v1.Session``: this is how one
 SavedModel with several meta-graphs ({serve}, {serve_quantized}) is served by tag, and how
 TF1 and TF2 exports are served alike.
@@ -107,10 +110,12 @@ class LoadedModel:
 class Loader:
     """Loads ``path`` (one version folder) with the meta-graph tagged ``tags``."""
 
-    def __init__(self, path: str | Path, tags: Sequence[str], session_config: Any = None):
+    def __init__(self, path: str | Path, tags: Sequence[str], session_config: Any = None,
+                 warmup: bool = True):
         self.path = Path(path)
         self.tags = tuple(tags)
         self.session_config = session_config
+        self.warmup = warmup  # replay assets.extra/tf_serving_warmup_requests (warmup.py)
 
     def estimate_ram_bytes(self) -> int:
         """Upper-bound guess of the memory the loaded model takes: graph + variables."""
@@ -149,7 +154,16 @@ class Loader:
             session.close()
             raise _load_error(self.path, self.tags, exc) from exc
         graph.finalize()  # requests must not grow the graph
-        return LoadedModel(session, meta_graph, self.tags)
+        model = LoadedModel(session, meta_graph, self.tags)
+        if self.warmup:
+            from edgeseg.serving.warmup import replay  # noqa: PLC0415
+
+            try:
+                replay(model, self.path)
+            except EdgesegError:
+                model.close()
+                raise
+        return model
 
 
 def _load_error(path: Path, tags: Sequence[str], exc: Exception) -> EdgesegError:
