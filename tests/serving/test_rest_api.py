@@ -6,6 +6,8 @@ import json
 import math
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .conftest import free_port, rest_call, tfs_data
 
@@ -96,3 +98,50 @@ def test_errors_are_json_with_tf_servings_codes(rest, path, raw, code, complaint
     assert complaint in answer["error"]
     assert call(f"{rest.url}/default:predict", {"instances": [2.0]}) == (
         200, {"predictions": [3.0]})  # and it keeps serving
+
+
+# --- fuzzing: whatever the body, a 4xx or a 200, never a 500, and the server lives on -----
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8)
+    | st.fixed_dictionaries({"b64": st.text(max_size=8)}),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)
+BODIES = (
+    JSON
+    | st.fixed_dictionaries({"instances": JSON})
+    | st.fixed_dictionaries({"inputs": JSON}, optional={"signature_name": JSON})
+    | st.fixed_dictionaries({"examples": JSON}, optional={"context": JSON})
+    | st.fixed_dictionaries({"examples": st.lists(st.dictionaries(st.sampled_from(["x", "y"]),
+                                                                   JSON, max_size=2),
+                                                  max_size=3)},
+                            optional={"signature_name": st.sampled_from(
+                                ["classify_x_to_y", "regress_x_to_y", "serving_default"])})
+)
+FUZZ = settings(max_examples=120, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+
+@FUZZ
+@given(verb=st.sampled_from(["predict", "classify", "regress"]), body=BODIES)
+def test_fuzzed_json_bodies_never_give_a_500(rest, verb, body):
+    raw = json.dumps(body, allow_nan=True).encode()
+    status, answer = call(f"{rest.url}/default:{verb}", raw=raw)
+    assert status in (200, 400, 404), (status, answer)
+    assert status == 200 or set(answer) == {"error"}
+
+
+@FUZZ
+@given(raw=st.binary(max_size=64))
+def test_fuzzed_bytes_never_give_a_500(rest, raw):
+    status, answer = call(f"{rest.url}/default:predict", raw=raw or b" ")
+    assert status == 400 and "error" in answer
+
+
+def test_still_serving_after_the_fuzz(rest):
+    assert call(f"{rest.url}/default:predict", {"instances": [2.0]}) == (
+        200, {"predictions": [3.0]})
