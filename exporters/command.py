@@ -163,6 +163,17 @@ def summary(result: object) -> str:
              f"  tag-sets: serve, serve_quantized (one variables checkpoint: "
              f"{result.variables_bytes / 1e6:.2f} MB for {result.weight_bytes / 1e6:.2f} MB "
              f"of float weights)"]
+    if result.card.get("quantization", {}).get("scheme") == "source":
+        lines.append("  serve_quantized: the source's own int8 parameters, as "
+                     "quantize/dequantize ops")
+    elif result.pixel_agreement is None:
+        lines.append("  int8 activations not calibrated (no --calibration-images): "
+                     "serve_quantized quantizes weights only")
+    if result.pixel_agreement is not None:
+        lines.append(f"  serve vs serve_quantized pixel agreement on "
+                     f"{result.calibration_images} calibration images: "
+                     f"{100 * result.pixel_agreement:.2f}%")
+    return "\n".join(lines)
     if result.pixel_agreement is not None:
         lines.append(f"  serve vs serve_quantized pixel agreement on "
                      f"{result.calibration_images} calibration images: "

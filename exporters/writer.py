@@ -142,7 +142,7 @@ def _build(model: SegmentationModel, export_dir: Path, images: list[np.ndarray],
                                clear_devices=True, strip_default_attrs=True)
     builder.save()
     graphs.strip_devices(export_dir / "saved_model.pb")
-    return _model_card(model, len(images), ranges is not None)
+    return _model_card(model, len(images), bool(ranges))
 
 
 def _verify(export_dir: Path, model: SegmentationModel,
