@@ -33,6 +33,7 @@ from edgeseg.serving.flags import ServerFlags, parse_flags, usage
 from edgeseg.serving.notify import sd_notify
 from edgeseg.serving.policy import aspired_versions
 from edgeseg.serving.source import list_versions
+from edgeseg.serving.tls import TlsConfig, grpc_credentials, load_ssl_config, ssl_context
 
 log = logging.getLogger("edgeseg.serving")
 
@@ -85,16 +86,17 @@ def main(argv: list[str]) -> int:
         return 0
     _check_flags(flags)
     models = models_from_flags(flags)
+    tls = load_ssl_config(flags.ssl_config_file) if flags.ssl_config_file else None
     if flags.validate_config:
         return validate(flags, models)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s edgeseg serve %(levelname)s %(name)s: %(message)s",
     )
-    return _serve(flags, models)
+    return _serve(flags, models, tls)
 
 
-def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
+def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ INFO lines out of logs
     from edgeseg.serving.loader import Loader, session_config  # noqa: PLC0415 - TF
     from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415
@@ -117,8 +119,8 @@ def _serve(flags: ServerFlags, models: list[ModelConfig]) -> int:
     core.start()
     try:
         core.apply_config(models)
-        server, health = _start_grpc(flags, core)
-        rest = _start_rest(flags, core) if flags.rest_api_port else None
+        server, health = _start_grpc(flags, core, tls)
+        rest = _start_rest(flags, core, tls) if flags.rest_api_port else None
         sd_notify("READY=1")
     except BaseException:
         core.stop(0)
@@ -166,7 +168,7 @@ def _grpc_options(flags: ServerFlags) -> list[tuple[str, object]]:
     return list(options.items())
 
 
-def _start_grpc(flags: ServerFlags, core):  # noqa: ANN001, ANN202
+def _start_grpc(flags: ServerFlags, core, tls: TlsConfig | None):  # noqa: ANN001, ANN202
     import grpc  # noqa: PLC0415
 
     from edgeseg.serving.grpc_api import add_services  # noqa: PLC0415
@@ -177,22 +179,25 @@ def _start_grpc(flags: ServerFlags, core):  # noqa: ANN001, ANN202
                          options=_grpc_options(flags))
     reporter = HealthReporter(core)
     add_services(server, core, reporter.servicer)
-    shown = _listen(server, flags)
+    shown = _listen(server, flags, tls)
     reporter.start()
     server.start()
-    print(f"edgeseg serve: gRPC listening on {shown}", file=sys.stderr, flush=True)
+    print(f"edgeseg serve: gRPC listening on {shown}{' (TLS)' if tls else ''}",
+          file=sys.stderr, flush=True)
     if flags.grpc_socket_path:
         print(f"edgeseg serve: gRPC listening on unix:{flags.grpc_socket_path}",
               file=sys.stderr, flush=True)
     return server, reporter
 
 
-def _listen(server, flags: ServerFlags) -> str:  # noqa: ANN001
-    """Bind the TCP port (and the Unix socket); the TCP address actually bound."""
+def _listen(server, flags: ServerFlags, tls: TlsConfig | None) -> str:  # noqa: ANN001
+    """Bind the TCP port, with TLS when configured (and the Unix socket, plain); the TCP
+    address actually bound."""
     host = flags.grpc_bind_address
     address = f"[{host}]:{flags.port}" if ":" in host else f"{host}:{flags.port}"
     try:
-        port = server.add_insecure_port(address)
+        port = (server.add_secure_port(address, grpc_credentials(tls)) if tls
+                else server.add_insecure_port(address))
     except RuntimeError as exc:
         raise Unavailable(f"cannot listen for gRPC on {address}: {exc}") from None
     if not port:
@@ -205,17 +210,20 @@ def _listen(server, flags: ServerFlags) -> str:  # noqa: ANN001
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _start_rest(flags: ServerFlags, core):  # noqa: ANN001, ANN202
+def _start_rest(flags: ServerFlags, core, tls: TlsConfig | None):  # noqa: ANN001, ANN202
     from edgeseg.serving.rest_api import RestServer  # noqa: PLC0415
 
     host = flags.grpc_bind_address
     try:
-        rest = RestServer(core, host, flags.rest_api_port, flags.grpc_max_message_bytes)
+        rest = RestServer(core, host, flags.rest_api_port, flags.grpc_max_message_bytes,
+                          ssl_context(tls) if tls else None)
     except OSError as exc:
         raise Unavailable(f"cannot listen for REST on {host}:{flags.rest_api_port}: "
                           f"{exc.strerror}") from None
     rest.start()
-    print(f"edgeseg serve: REST listening on {host}:{rest.port}", file=sys.stderr, flush=True)
+    scheme = "https" if tls else "http"
+    print(f"edgeseg serve: REST listening on {host}:{rest.port} ({scheme})", file=sys.stderr,
+          flush=True)
     return rest
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -184,13 +185,24 @@ class _Handler(BaseHTTPRequestHandler):
 class RestServer:
     """TF Serving's REST API on host:port, one thread per connection."""
 
-    def __init__(self, core: Any, host: str, port: int, max_body_bytes: int) -> None:
+    def __init__(self, core: Any, host: str, port: int, max_body_bytes: int,
+                 context: ssl.SSLContext | None = None) -> None:
         handler = type("Handler", (_Handler,), {"core": core, "max_body_bytes": max_body_bytes})
         self._server = ThreadingHTTPServer((host, port), handler)
+        if context is not None:  # TLS; handshakes happen in the connection's own thread
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False)
+            self._server.handle_error = self._handshake_failed
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="rest",
                                         daemon=True)
+
+    @staticmethod
+    def _handshake_failed(request: Any, client_address: Any) -> None:
+        """A client that fails TLS (no or a wrong certificate) is dropped, logged briefly."""
+        log.info("REST connection from %s dropped (TLS handshake or I/O failed)",
+                 client_address[0] if client_address else "?")
 
     def start(self) -> None:
         self._thread.start()
