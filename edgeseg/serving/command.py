@@ -22,7 +22,7 @@ import threading
 from concurrent import futures
 from pathlib import Path
 
-from edgeseg.errors import InvalidArgument, Unavailable
+from edgeseg.errors import InvalidArgument, NotFound, Unavailable
 from edgeseg.serving.config import (
     ModelConfig,
     load_model_config_file,
@@ -30,6 +30,7 @@ from edgeseg.serving.config import (
     split_tags,
 )
 from edgeseg.serving.flags import ServerFlags, parse_flags, usage
+from edgeseg.serving.metrics import SERVING, parse_monitoring_config
 from edgeseg.serving.notify import sd_notify
 from edgeseg.serving.policy import aspired_versions
 from edgeseg.serving.source import list_versions
@@ -87,16 +88,46 @@ def main(argv: list[str]) -> int:
     _check_flags(flags)
     models = models_from_flags(flags)
     tls = load_ssl_config(flags.ssl_config_file) if flags.ssl_config_file else None
+    metrics_path = _metrics_path(flags)
     if flags.validate_config:
         return validate(flags, models)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s edgeseg serve %(levelname)s %(name)s: %(message)s",
     )
-    return _serve(flags, models, tls)
+    return _serve(flags, models, tls, metrics_path)
 
 
-def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None) -> int:
+def _metrics_path(flags: ServerFlags) -> str | None:
+    if not flags.monitoring_config_file:
+        return None
+    try:
+        text = Path(flags.monitoring_config_file).read_text()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read --monitoring_config_file "
+                              f"{flags.monitoring_config_file}: {exc.strerror}") from None
+    path = parse_monitoring_config(text, f"monitoring config file {flags.monitoring_config_file}")
+    if path and not flags.rest_api_port:
+        raise InvalidArgument("Prometheus metrics are served on the REST port: give "
+                              "--rest_api_port with --monitoring_config_file")
+    return path
+
+
+def _version_states(core):  # noqa: ANN001, ANN202 - the metrics gauge's collector
+    counts: dict[tuple[str, str], int] = {}
+    for name in core.manager.model_names():
+        try:
+            servables = core.version_states(name)
+        except NotFound:  # no versions yet
+            servables = []
+        for servable in servables:
+            key = (name, servable.state.name)
+            counts[key] = counts.get(key, 0) + 1
+    return counts.items()
+
+
+def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
+           metrics_path: str | None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ INFO lines out of logs
     from edgeseg.serving.loader import Loader, session_config  # noqa: PLC0415 - TF
     from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415
@@ -113,6 +144,7 @@ def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None)
         default_tags=split_tags(flags.saved_model_tags),
         default_preserve=parse_preserve(flags.aspired_version_policy),
     ), functools.partial(Loader, session_config=config, warmup=flags.enable_model_warmup))
+    SERVING.watch_versions(lambda: _version_states(core))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: stop.set())
@@ -120,7 +152,7 @@ def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None)
     try:
         core.apply_config(models)
         server, health = _start_grpc(flags, core, tls)
-        rest = _start_rest(flags, core, tls) if flags.rest_api_port else None
+        rest = _start_rest(flags, core, tls, metrics_path) if flags.rest_api_port else None
         sd_notify("READY=1")
     except BaseException:
         core.stop(0)
@@ -210,13 +242,14 @@ def _listen(server, flags: ServerFlags, tls: TlsConfig | None) -> str:  # noqa: 
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _start_rest(flags: ServerFlags, core, tls: TlsConfig | None):  # noqa: ANN001, ANN202
+def _start_rest(flags: ServerFlags, core, tls: TlsConfig | None,  # noqa: ANN001, ANN202
+                metrics_path: str | None):
     from edgeseg.serving.rest_api import RestServer  # noqa: PLC0415
 
     host = flags.grpc_bind_address
     try:
         rest = RestServer(core, host, flags.rest_api_port, flags.grpc_max_message_bytes,
-                          ssl_context(tls) if tls else None)
+                          ssl_context(tls) if tls else None, metrics_path)
     except OSError as exc:
         raise Unavailable(f"cannot listen for REST on {host}:{flags.rest_api_port}: "
                           f"{exc.strerror}") from None

@@ -51,6 +51,8 @@ class ServerFlags:
     grpc_max_threads: int = _flag(16, "threads serving gRPC requests")
     grpc_max_message_bytes: int = _flag(
         256 * MIB, "(edgeseg) max gRPC receive/send message size")
+    monitoring_config_file: str = _flag(
+        "", "MonitoringConfig text proto: prometheus_config { enable, path } (REST port)")
     ssl_config_file: str = _flag(
         "", "SSLConfig text proto (server_key, server_cert, custom_ca, client_verify): TLS")
     grpc_channel_arguments: str = _flag(

@@ -2,7 +2,8 @@
 
 Contract: each servicer method only delegates to the transport-independent core
 (predict.py, classify.py, model_service.py) with the request proto and returns its reply
-proto. The one place statuses are mapped is :func:`_call`: an
+proto. The one place statuses are mapped (and requests counted and timed, metrics.py) is
+:func:`_call`: an
 :class:`~edgeseg.errors.EdgesegError` becomes the gRPC status of the same canonical code
 with its message; anything else is logged with its traceback and answered INTERNAL. The
 servicers hold no state and are safe on the server's thread pool.
@@ -11,6 +12,7 @@ servicers hold no state and are safe on the server's thread pool.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from edgeseg.errors import EdgesegError
 from edgeseg.serving import classify, model_service, predict
+from edgeseg.serving.metrics import SERVING, spec_labels
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +33,23 @@ def grpc_code(error: EdgesegError) -> grpc.StatusCode:
     return _CODES.get(int(error.status), grpc.StatusCode.UNKNOWN)
 
 
-def _call(fn: Callable[[Any, Any], Any], core: Any, request: Any,
+def _call(api: str, fn: Callable[[Any, Any], Any], core: Any, request: Any,
           context: grpc.ServicerContext) -> Any:
+    started = time.perf_counter()
+    status, response = "OK", None
     try:
-        return fn(core, request)
+        response = fn(core, request)
+        return response
     except EdgesegError as exc:
+        status = exc.status.name
         context.abort(grpc_code(exc), exc.message)
     except Exception as exc:
-        log.exception("%s failed", fn.__name__)
+        status = "INTERNAL"
+        log.exception("%s failed", api)
         context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+    finally:
+        SERVING.observe_request("grpc", api, *spec_labels(request, response), status,
+                                time.perf_counter() - started)
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -46,19 +57,20 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._core = core
 
     def Predict(self, request, context):  # noqa: N802 - names fixed by the proto
-        return _call(predict.predict, self._core, request, context)
+        return _call("Predict", predict.predict, self._core, request, context)
 
     def Classify(self, request, context):  # noqa: N802
-        return _call(classify.classify, self._core, request, context)
+        return _call("Classify", classify.classify, self._core, request, context)
 
     def Regress(self, request, context):  # noqa: N802
-        return _call(classify.regress, self._core, request, context)
+        return _call("Regress", classify.regress, self._core, request, context)
 
     def MultiInference(self, request, context):  # noqa: N802
-        return _call(classify.multi_inference, self._core, request, context)
+        return _call("MultiInference", classify.multi_inference, self._core, request, context)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
-        return _call(model_service.get_model_metadata, self._core, request, context)
+        return _call("GetModelMetadata", model_service.get_model_metadata, self._core, request,
+                     context)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -66,10 +78,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self._core = core
 
     def GetModelStatus(self, request, context):  # noqa: N802
-        return _call(model_service.get_model_status, self._core, request, context)
+        return _call("GetModelStatus", model_service.get_model_status, self._core, request, context)
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        return _call(model_service.reload_config, self._core, request, context)
+        return _call("HandleReloadConfigRequest", model_service.reload_config, self._core,
+                     request, context)
 
 
 def add_services(server: grpc.Server, core: Any, health_servicer: Any = None) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeseg.errors import EdgesegError, Internal, NotFound
+from edgeseg.serving.metrics import SERVING
 from edgeseg.serving.policy import Action, PreservePolicy, Snapshot, Verb, next_action
 from edgeseg.serving.servable import Handle, Servable, State
 
@@ -185,6 +186,7 @@ class Manager:
     def _load(self, servable: Servable, options: StreamOptions) -> None:
         servable.begin_load()
         servable.load_attempts += 1
+        started = time.monotonic()
         log.info("loading %s version %d from %s (tags %s)", servable.name, servable.version,
                  servable.path, ",".join(options.tags))
         try:
@@ -197,6 +199,7 @@ class Manager:
             self._load_failed(servable, Internal(f"{type(exc).__name__}: {exc}"))
             return
         servable.finish_load(model)
+        SERVING.load_seconds.observe(time.monotonic() - started, servable.name)
         log.info("%s version %d is AVAILABLE", servable.name, servable.version)
 
     def _load_failed(self, servable: Servable, error: EdgesegError) -> None:

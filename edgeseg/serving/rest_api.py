@@ -4,13 +4,15 @@ Contract: routes as TF Serving's http_rest_api_handler::
 
     GET  /v1/models/NAME[/versions/N | /labels/L]            -> GetModelStatus as JSON
     GET  /v1/models/NAME[/versions/N | /labels/L]/metadata   -> GetModelMetadata as JSON
+    GET  <prometheus path> (--monitoring_config_file)        -> metrics, Prometheus text
     POST /v1/models/NAME[/versions/N | /labels/L]:predict    -> see json_codec.py
     POST /v1/models/NAME[/versions/N | /labels/L]:classify   -> Classify (tf.Examples)
     POST /v1/models/NAME[/versions/N | /labels/L]:regress    -> Regress
 
 Handlers only convert (URL and JSON to protos or arrays, back to JSON) and delegate to the
-core (model_service.py, predict.py, classify.py). The one place statuses become HTTP codes is
-:data:`HTTP_CODES` / :func:`_send_error`: INVALID_ARGUMENT and FAILED_PRECONDITION 400,
+core (model_service.py, predict.py, classify.py). Requests are counted and timed in
+``_route`` (metrics.py); the one place statuses become HTTP codes is :data:`HTTP_CODES` /
+:func:`_send_error`: INVALID_ARGUMENT and FAILED_PRECONDITION 400,
 NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNIMPLEMENTED 501, UNAVAILABLE 503,
 DEADLINE_EXCEEDED 504, anything else 500; the body is ``{"error": message}``. Bodies over
 ``max_body_bytes`` are refused (RESOURCE_EXHAUSTED, 429) before they are read. One thread
@@ -24,6 +26,7 @@ import logging
 import re
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -38,6 +41,7 @@ from tensorflow_serving.apis import (
 
 from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status
 from edgeseg.serving import classify, json_codec, model_service, signatures
+from edgeseg.serving.metrics import SERVING
 from edgeseg.serving.predict import run_signature
 
 log = logging.getLogger(__name__)
@@ -120,6 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     core: Any = None
     max_body_bytes = 0
+    metrics_path: str | None = None  # Prometheus text on GET here, when set
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
         log.debug("%s " + format, self.address_string(), *args)
@@ -136,13 +141,36 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(http_code(error), {"error": error.message})
 
     def _route(self, method: str) -> None:
+        path = self.path.split("?", 1)[0]
+        if method == "GET" and self.metrics_path and path == self.metrics_path:
+            self._send_metrics()
+            return
+        started = time.perf_counter()
+        status = "OK"
         try:
             self._send(200, self._answer(method))
         except EdgesegError as exc:
+            status = exc.status.name
             self._send_error(exc)
         except Exception as exc:  # a bug: logged with its traceback, answered 500
+            status = "INTERNAL"
             log.exception("REST %s %s failed", method, self.path)
             self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            match = _PATH.match(path)
+            verb = (match["verb"] or ("metadata" if match["metadata"] else "status")
+                    if match else "unknown")
+            SERVING.observe_request("rest", verb, match["name"] if match else "",
+                                    (match["version"] or "") if match else "", "", status,
+                                    time.perf_counter() - started)
+
+    def _send_metrics(self) -> None:
+        body = SERVING.registry.render().encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _answer(self, method: str) -> Any:
         match = _PATH.match(self.path.split("?", 1)[0])
@@ -186,8 +214,10 @@ class RestServer:
     """TF Serving's REST API on host:port, one thread per connection."""
 
     def __init__(self, core: Any, host: str, port: int, max_body_bytes: int,
-                 context: ssl.SSLContext | None = None) -> None:
-        handler = type("Handler", (_Handler,), {"core": core, "max_body_bytes": max_body_bytes})
+                 context: ssl.SSLContext | None = None, metrics_path: str | None = None
+                 ) -> None:
+        handler = type("Handler", (_Handler,), {"core": core, "max_body_bytes": max_body_bytes,
+                                                "metrics_path": metrics_path})
         self._server = ThreadingHTTPServer((host, port), handler)
         if context is not None:  # TLS; handshakes happen in the connection's own thread
             self._server.socket = context.wrap_socket(

@@ -34,6 +34,12 @@ def test_out_of_range_flags(flag, complaint):
     assert result.returncode == 2 and complaint in result.stderr
 
 
+def test_metrics_need_the_rest_port():
+    result = run_serve("--model_base_path=/m",
+                       f"--monitoring_config_file={tfs_data('monitoring_config.txt')}")
+    assert result.returncode == 2 and "give --rest_api_port" in result.stderr
+
+
 def test_help_lists_the_flags():
     result = run_serve("--help")
     assert result.returncode == 0

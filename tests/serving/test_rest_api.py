@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.request
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,8 @@ from .conftest import free_port, rest_call, tfs_data
 def rest(serve):
     port = free_port()
     server = serve(f"--model_base_path={tfs_data('saved_model_half_plus_two_cpu')}",
-                   f"--rest_api_port={port}")
+                   f"--rest_api_port={port}",
+                   f"--monitoring_config_file={tfs_data('monitoring_config.txt')}")
     server.url = server.serve_rest(port)
     return server
 
@@ -140,6 +142,33 @@ def test_fuzzed_json_bodies_never_give_a_500(rest, verb, body):
 def test_fuzzed_bytes_never_give_a_500(rest, raw):
     status, answer = call(f"{rest.url}/default:predict", raw=raw or b" ")
     assert status == 400 and "error" in answer
+
+
+def test_prometheus_metrics(rest):
+    from .test_server_tfserving import predict_request
+
+    for _ in range(3):
+        rest.predict.Predict(predict_request("default", [[2.0]]), timeout=30)
+    call(f"{rest.url}/nope:predict", {"instances": [1.0]})
+    url = rest.url.replace("/v1/models", "/monitoring/prometheus/metrics")
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    for kind in ("edgeseg_serving_requests_total counter",
+                 "edgeseg_serving_request_latency_seconds histogram",
+                 "edgeseg_serving_model_load_seconds histogram",
+                 "edgeseg_serving_model_versions gauge"):
+        assert f"# TYPE {kind}" in text
+    lines = text.splitlines()
+    grpc_ok = [ln for ln in lines if ln.startswith(
+        'edgeseg_serving_requests_total{transport="grpc",api="Predict",model="default",'
+        'version="123",signature="serving_default",status="OK"}')]
+    assert grpc_ok and float(grpc_ok[0].split()[-1]) >= 3
+    assert any('transport="rest",api="predict",model="nope"' in ln and 'status="NOT_FOUND"' in ln
+               for ln in lines)
+    assert 'edgeseg_serving_model_versions{model="default",state="AVAILABLE"} 1' in lines
+    assert any(ln.startswith('edgeseg_serving_model_load_seconds_count{model="default"} 1')
+               for ln in lines)
 
 
 def test_still_serving_after_the_fuzz(rest):
