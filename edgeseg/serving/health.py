@@ -8,7 +8,8 @@ is SERVING when it has one. :class:`HealthReporter` applies that to a
 ``interval_s`` on a background thread, so Check and Watch calls follow loads, failures and
 unloads; :meth:`HealthReporter.shutdown` turns everything NOT_SERVING for good (called as
 the server starts to stop). A service name that is neither "" nor a model is NOT_FOUND, as
-the standard servicer answers.
+the standard servicer answers. :func:`readiness` gives the same verdict to REST
+(``GET /v1/ready``: 200 when ready, else 503 naming the models that are not).
 """
 
 from __future__ import annotations
@@ -30,6 +31,26 @@ def health_of(states: Mapping[str, Iterable[State]]) -> dict[str, bool]:
     return {SERVER: all(models.values()), **models}
 
 
+def configured_states(core) -> dict[str, list[State]]:  # noqa: ANN001 - ServerCore
+    """The version states of every configured model (an empty list: none found yet)."""
+    states: dict[str, list[State]] = {}
+    for name in core.models:
+        try:
+            states[name] = [s.state for s in core.version_states(name)]
+        except NotFound:
+            states[name] = []
+    return states
+
+
+def readiness(core) -> tuple[bool, str]:  # noqa: ANN001
+    """(ready?, why) for the REST readiness endpoint: the same verdict as service ""."""
+    verdict = health_of(configured_states(core))
+    waiting = sorted(name for name, ok in verdict.items() if name != SERVER and not ok)
+    if waiting:
+        return False, f"not ready: no AVAILABLE version of {', '.join(waiting)}"
+    return True, "ready"
+
+
 class HealthReporter:
     def __init__(self, core, interval_s: float = 1.0) -> None:  # noqa: ANN001 - ServerCore
         self.servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -39,19 +60,10 @@ class HealthReporter:
         self._thread: threading.Thread | None = None
         self._known: set[str] = set()
 
-    def _states(self) -> dict[str, list[State]]:
-        states: dict[str, list[State]] = {}
-        for name in self._core.models:
-            try:
-                states[name] = [s.state for s in self._core.version_states(name)]
-            except NotFound:  # no version found yet
-                states[name] = []
-        return states
-
     def update(self) -> None:
         if self._stop.is_set():
             return
-        verdict = health_of(self._states())
+        verdict = health_of(configured_states(self._core))
         for gone in self._known - set(verdict):  # a model dropped from the config
             verdict[gone] = False
         self._known = set(verdict)

@@ -5,6 +5,8 @@ Contract: routes as TF Serving's http_rest_api_handler::
     GET  /v1/models/NAME[/versions/N | /labels/L]            -> GetModelStatus as JSON
     GET  /v1/models/NAME[/versions/N | /labels/L]/metadata   -> GetModelMetadata as JSON
     GET  <prometheus path> (--monitoring_config_file)        -> metrics, Prometheus text
+    GET  /v1/ready                                           -> 200, or 503 until every
+                                                                configured model serves
     POST /v1/models/NAME[/versions/N | /labels/L]:predict    -> see json_codec.py
     POST /v1/models/NAME[/versions/N | /labels/L]:classify   -> Classify (tf.Examples)
     POST /v1/models/NAME[/versions/N | /labels/L]:regress    -> Regress
@@ -39,13 +41,15 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status
+from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status, Unavailable
 from edgeseg.serving import classify, json_codec, model_service, signatures
+from edgeseg.serving.health import readiness
 from edgeseg.serving.metrics import SERVING
 from edgeseg.serving.predict import run_signature
 
 log = logging.getLogger(__name__)
 
+READY_PATH = "/v1/ready"  # edgeseg's readiness probe (TF Serving has none)
 HTTP_CODES = {
     Status.INVALID_ARGUMENT: 400,
     Status.FAILED_PRECONDITION: 400,
@@ -173,6 +177,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _answer(self, method: str) -> Any:
+        if method == "GET" and self.path.split("?", 1)[0] == READY_PATH:
+            ready, why = readiness(self.core)
+            if not ready:
+                raise Unavailable(why)
+            return {"ready": True}
         match = _PATH.match(self.path.split("?", 1)[0])
         if match is None:
             raise NotFound(f"Malformed request: {method} {self.path}")

@@ -24,3 +24,20 @@ A, L, E, U = State.AVAILABLE, State.LOADING, State.END, State.UNLOADING
 )
 def test_health_of(states, expected):
     assert health_of(states) == expected
+
+
+def test_readiness_names_the_models_not_serving():
+    from edgeseg.errors import NotFound
+    from edgeseg.serving.health import readiness
+
+    class Core:
+        models = {"m": None, "bad": None, "empty": None}
+
+        def version_states(self, name):
+            if name == "empty":
+                raise NotFound("Could not find any versions of model empty")
+            return [type("S", (), {"state": A if name == "m" else E})()]
+
+    assert readiness(Core()) == (False, "not ready: no AVAILABLE version of bad, empty")
+    Core.models = {"m": None}
+    assert readiness(Core()) == (True, "ready")

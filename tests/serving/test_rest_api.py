@@ -10,6 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgeseg.errors import EdgesegError, Status
+from edgeseg.serving.rest_api import http_code
+
 from .conftest import free_port, rest_call, tfs_data
 
 
@@ -24,6 +27,20 @@ def rest(serve):
 
 
 call = rest_call
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(Status.INVALID_ARGUMENT, 400), (Status.FAILED_PRECONDITION, 400), (Status.NOT_FOUND, 404),
+     (Status.RESOURCE_EXHAUSTED, 429), (Status.UNIMPLEMENTED, 501), (Status.UNAVAILABLE, 503),
+     (Status.DEADLINE_EXCEEDED, 504), (Status.INTERNAL, 500), (Status.DATA_LOSS, 500)],
+)
+def test_http_codes_as_tf_serving(status, code):
+    assert http_code(EdgesegError("x", status)) == code
+
+
+def test_ready(rest):
+    assert call(rest.url.replace("/v1/models", "/v1/ready")) == (200, {"ready": True})
 
 
 def test_status(rest):
