@@ -23,6 +23,7 @@ from concurrent import futures
 from pathlib import Path
 
 from edgeseg.errors import InvalidArgument, NotFound, Unavailable
+from edgeseg.serving.batching import BatchingOptions, parse_batching_parameters
 from edgeseg.serving.config import (
     ModelConfig,
     load_model_config_file,
@@ -89,13 +90,14 @@ def main(argv: list[str]) -> int:
     models = models_from_flags(flags)
     tls = load_ssl_config(flags.ssl_config_file) if flags.ssl_config_file else None
     metrics_path = _metrics_path(flags)
+    batching = _batching(flags)
     if flags.validate_config:
         return validate(flags, models)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s edgeseg serve %(levelname)s %(name)s: %(message)s",
     )
-    return _serve(flags, models, tls, metrics_path)
+    return _serve(flags, models, tls, metrics_path, batching)
 
 
 def _metrics_path(flags: ServerFlags) -> str | None:
@@ -126,10 +128,26 @@ def _version_states(core):  # noqa: ANN001, ANN202 - the metrics gauge's collect
     return counts.items()
 
 
+def _batching(flags: ServerFlags) -> BatchingOptions | None:
+    if flags.batching_parameters_file and not flags.enable_batching:
+        raise InvalidArgument("--batching_parameters_file needs --enable_batching")
+    if not flags.enable_batching:
+        return None
+    if not flags.batching_parameters_file:
+        return BatchingOptions()
+    try:
+        text = Path(flags.batching_parameters_file).read_text()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read --batching_parameters_file "
+                              f"{flags.batching_parameters_file}: {exc.strerror}") from None
+    return parse_batching_parameters(text, f"batching parameters file "
+                                           f"{flags.batching_parameters_file}")
+
+
 def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
-           metrics_path: str | None) -> int:
+           metrics_path: str | None, batching: BatchingOptions | None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ INFO lines out of logs
-    from edgeseg.serving.loader import Loader, session_config  # noqa: PLC0415 - TF
+    from edgeseg.serving.loader import LIVE_BATCHERS, Loader, session_config  # noqa: PLC0415
     from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415
 
     config = session_config(flags.tensorflow_intra_op_parallelism,
@@ -143,8 +161,12 @@ def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
         method_name_check=flags.enable_signature_method_name_check,
         default_tags=split_tags(flags.saved_model_tags),
         default_preserve=parse_preserve(flags.aspired_version_policy),
-    ), functools.partial(Loader, session_config=config, warmup=flags.enable_model_warmup))
+    ), functools.partial(Loader, session_config=config, warmup=flags.enable_model_warmup,
+                         batching=batching))
     SERVING.watch_versions(lambda: _version_states(core))
+    if batching is not None:
+        SERVING.watch_batch_queues(
+            lambda: [((), sum(b.queued_batches for b in list(LIVE_BATCHERS)))])
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: stop.set())

@@ -65,6 +65,9 @@ class ServerFlags:
         0.0, "share of each GPU's memory TF may take; 0 = TensorFlow's default")
     gpu_allow_growth: bool = _flag(
         False, "(edgeseg) let TF take GPU memory as needed instead of all at start-up")
+    enable_batching: bool = _flag(False, "merge concurrent requests into one model run")
+    batching_parameters_file: str = _flag(
+        "", "BatchingParameters text proto (max_batch_size, batch_timeout_micros, ...)")
     enable_model_warmup: bool = _flag(
         True, "replay assets.extra/tf_serving_warmup_requests before a version serves")
     shutdown_grace_seconds: float = _flag(

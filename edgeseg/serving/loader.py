@@ -20,6 +20,7 @@ TF1 and TF2 exports are served alike.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from edgeseg.errors import DataLoss, EdgesegError, NotFound, ResourceExhausted, 
 RAM_ESTIMATE_MULTIPLIER = 1.2
 GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")
 MAX_CALLABLES = 64  # cached (feeds, fetches) runners per loaded model
+LIVE_BATCHERS: weakref.WeakSet = weakref.WeakSet()  # for the queue-depth gauge
 
 
 def available_ram_bytes() -> int | None:
@@ -111,11 +113,12 @@ class Loader:
     """Loads ``path`` (one version folder) with the meta-graph tagged ``tags``."""
 
     def __init__(self, path: str | Path, tags: Sequence[str], session_config: Any = None,
-                 warmup: bool = True):
+                 warmup: bool = True, batching: Any = None):
         self.path = Path(path)
         self.tags = tuple(tags)
         self.session_config = session_config
         self.warmup = warmup  # replay assets.extra/tf_serving_warmup_requests (warmup.py)
+        self.batching = batching  # BatchingOptions: merge concurrent calls (batching.py)
 
     def estimate_ram_bytes(self) -> int:
         """Upper-bound guess of the memory the loaded model takes: graph + variables."""
@@ -154,7 +157,13 @@ class Loader:
             session.close()
             raise _load_error(self.path, self.tags, exc) from exc
         graph.finalize()  # requests must not grow the graph
-        model = LoadedModel(session, meta_graph, self.tags)
+        model: Any = LoadedModel(session, meta_graph, self.tags)
+        if self.batching is not None:
+            from edgeseg.serving.batching import BatchingModel  # noqa: PLC0415
+            from edgeseg.serving.metrics import SERVING  # noqa: PLC0415
+
+            model = BatchingModel(model, self.batching, SERVING.batch_size.observe)
+            LIVE_BATCHERS.add(model)
         if self.warmup:
             from edgeseg.serving.warmup import replay  # noqa: PLC0415
 

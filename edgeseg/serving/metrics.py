@@ -14,6 +14,8 @@ mapped (grpc_api._call, rest_api._route) and by the manager:
 - ``edgeseg_serving_request_latency_seconds{transport,api,model}`` (histogram)
 - ``edgeseg_serving_model_load_seconds{model}`` (histogram of successful loads)
 - ``edgeseg_serving_model_versions{model,state}`` (gauge, at scrape time)
+- ``edgeseg_serving_batch_size`` (histogram) and ``edgeseg_serving_batch_queue_depth``
+  (gauge), with --enable_batching
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from edgeseg.errors import InvalidArgument
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 30.0)
 LOAD_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
 
 
@@ -162,11 +165,19 @@ class ServingMetrics:
         self.load_seconds = self.registry.add(Histogram(
             "edgeseg_serving_model_load_seconds", "Time to load a version, warmup included.",
             ("model",), LOAD_BUCKETS))
+        self.batch_size = self.registry.add(Histogram(
+            "edgeseg_serving_batch_size", "Rows per batched model run (--enable_batching).",
+            (), BATCH_BUCKETS))
 
     def observe_request(self, transport: str, api: str, model: str, version: str,
                         signature: str, status: str, seconds: float) -> None:
         self.requests.inc(transport, api, model, version, signature, status)
         self.latency.observe(seconds, transport, api, model)
+
+    def watch_batch_queues(self, collect: Callable[[], Iterable[tuple[tuple[str, ...], float]]]
+                           ) -> None:
+        self.registry.add(Gauge("edgeseg_serving_batch_queue_depth",
+                                "Batches waiting to run (--enable_batching).", (), collect))
 
     def watch_versions(self, collect: Callable[[], Iterable[tuple[tuple[str, ...], float]]]
                        ) -> None:
