@@ -13,5 +13,5 @@ Where things are (one module per concept, each opening with its contract):
   tensors.py are the pure pieces they share
 - transports: grpc_api.py and rest_api.py (with json_codec.py) only convert and delegate;
   each maps statuses in one place; health.py (grpc.health.v1 and REST readiness)
-- the process: command.py (start-up, readiness, SIGTERM), notify.py (sd_notify)
+- the process: command.py (start-up, readiness via edgeseg.sdnotify, SIGTERM)
 """

@@ -23,6 +23,7 @@ from concurrent import futures
 from pathlib import Path
 
 from edgeseg.errors import InvalidArgument, NotFound, Unavailable
+from edgeseg.sdnotify import sd_notify
 from edgeseg.serving.batching import BatchingOptions, parse_batching_parameters
 from edgeseg.serving.config import (
     ModelConfig,
@@ -32,7 +33,6 @@ from edgeseg.serving.config import (
 )
 from edgeseg.serving.flags import ServerFlags, parse_flags, usage
 from edgeseg.serving.metrics import SERVING, parse_monitoring_config
-from edgeseg.serving.notify import sd_notify
 from edgeseg.serving.policy import aspired_versions
 from edgeseg.serving.source import list_versions
 from edgeseg.serving.tls import TlsConfig, grpc_credentials, load_ssl_config, ssl_context
