@@ -88,9 +88,13 @@ class BatchingModel:
         with self._cond:
             return len(self._ready) + len(self._open)
 
-    def run(self, feeds: Mapping[str, Any], fetches: Sequence[str]) -> list[Any]:
+    def run(self, feeds: Mapping[str, Any], fetches: Sequence[str],
+            timeout_ms: int = 0) -> list[Any]:
+        """As the model's run; a call with a timeout runs alone (batches have none)."""
         arrays = {name: np.asarray(value) for name, value in feeds.items()}
         rows = {a.shape[0] if a.ndim else None for a in arrays.values()}
+        if timeout_ms:
+            return self._model.run(feeds, fetches, timeout_ms)
         if not arrays or len(rows) != 1 or None in rows:
             return self._model.run(feeds, fetches)  # nothing to batch on
         (count,) = rows

@@ -271,7 +271,8 @@ def _start_rest(flags: ServerFlags, core, tls: TlsConfig | None,  # noqa: ANN001
     host = flags.grpc_bind_address
     try:
         rest = RestServer(core, host, flags.rest_api_port, flags.grpc_max_message_bytes,
-                          ssl_context(tls) if tls else None, metrics_path)
+                          ssl_context(tls) if tls else None, metrics_path,
+                          flags.rest_api_timeout_in_ms)
     except OSError as exc:
         raise Unavailable(f"cannot listen for REST on {host}:{flags.rest_api_port}: "
                           f"{exc.strerror}") from None

@@ -31,6 +31,8 @@ class ServerFlags:
     grpc_bind_address: str = _flag("0.0.0.0", "(edgeseg) address the gRPC and REST ports bind to")
     grpc_socket_path: str = _flag("", "also serve gRPC on this Unix socket")
     rest_api_port: int = _flag(0, "REST port (TF Serving's /v1/models API); 0 = off")
+    rest_api_timeout_in_ms: int = _flag(
+        30000, "a REST :predict running longer ends with 504 (DEADLINE_EXCEEDED); 0 = none")
     model_name: str = _flag("default", "name of the one model served with --model_base_path")
     model_base_path: str = _flag("", "folder holding the model's numbered version folders")
     model_config_file: str = _flag("", "model_config_list text proto (instead of the above)")

@@ -70,37 +70,43 @@ class LoadedModel:
         self.session = session
         self.meta_graph = meta_graph
         self.tags = tuple(tags)
-        self._callables: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
+        self._callables: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
     @property
     def signature_defs(self) -> Mapping[str, Any]:
         return self.meta_graph.signature_def
 
-    def run(self, feeds: Mapping[str, Any], fetches: Sequence[str]) -> list[Any]:
-        """Run the graph: ``feeds`` maps tensor names to arrays; returns arrays in order."""
+    def run(self, feeds: Mapping[str, Any], fetches: Sequence[str],
+            timeout_ms: int = 0) -> list[Any]:
+        """Run the graph: ``feeds`` maps tensor names to arrays; returns arrays in order.
+        A ``timeout_ms`` > 0 ends the run with DEADLINE_EXCEEDED when it takes longer."""
         names = tuple(feeds)
-        key = (names, tuple(fetches))
+        key = (names, tuple(fetches), timeout_ms)
         with self._lock:
             fn = self._callables.get(key)
             if fn is None:
                 if len(self._callables) >= MAX_CALLABLES:  # output_filter combinations
                     self._callables.clear()
-                fn = self._callable(names, tuple(fetches))
+                fn = self._callable(names, tuple(fetches), timeout_ms)
                 self._callables[key] = fn
         try:
             return list(fn(*(feeds[n] for n in names)))
         except Exception as exc:
             raise _run_error(exc) from exc
 
-    def _callable(self, feeds: tuple[str, ...], fetches: tuple[str, ...]) -> Any:
+    def _callable(self, feeds: tuple[str, ...], fetches: tuple[str, ...],
+                  timeout_ms: int) -> Any:
         """A runner straight into the C++ session, as TF Serving calls Session::Run: the
         Python-side feed checks of Session.run/make_callable (which refuse shapes that the
         graph itself accepts, e.g. x of shape [1] for half_plus_two's [-1,1]) are skipped;
-        dtypes are still checked by TensorFlow."""
+        dtypes are still checked by TensorFlow. Timeouts are fixed per runner, so only a few
+        distinct values (the REST timeout) should be used."""
         from tensorflow.core.protobuf import config_pb2  # noqa: PLC0415
 
         options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
+        if timeout_ms > 0:
+            options.run_options.timeout_in_ms = timeout_ms
         return self.session._make_callable_from_options(options)  # noqa: SLF001
 
     def close(self) -> None:

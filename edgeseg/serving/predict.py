@@ -28,15 +28,16 @@ def fill_model_spec(out: model_pb2.ModelSpec, name: str, version: int,
 
 
 def run_signature(model: Any, signature: Any, inputs: dict[str, Any],
-                  output_filter: Any = ()) -> dict[str, Any]:
-    """Check ``inputs`` against ``signature``, run it, and return {output alias: array}."""
+                  output_filter: Any = (), timeout_ms: int = 0) -> dict[str, Any]:
+    """Check ``inputs`` against ``signature``, run it (within ``timeout_ms`` when > 0), and
+    return {output alias: array}."""
     signatures.check_inputs(signature, inputs)
     aliases = signatures.select_outputs(signature, output_filter)
+    feeds = {signature.inputs[a].name: value for a, value in inputs.items()}
+    fetches = [signature.outputs[a].name for a in aliases]
     try:
-        results = model.run(
-            {signature.inputs[a].name: value for a, value in inputs.items()},
-            [signature.outputs[a].name for a in aliases],
-        )
+        results = (model.run(feeds, fetches, timeout_ms) if timeout_ms
+                   else model.run(feeds, fetches))
     except EdgesegError as exc:
         raise signatures.explain_failure(signature, inputs, exc) from None
     return dict(zip(aliases, results, strict=True))

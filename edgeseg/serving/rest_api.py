@@ -99,14 +99,14 @@ def model_metadata(core: Any, spec: model_pb2.ModelSpec) -> dict:
             "metadata": {model_service.SIGNATURE_DEF: _as_json(signature_map)}}
 
 
-def predict(core: Any, spec: model_pb2.ModelSpec, body: Any) -> dict:
+def predict(core: Any, spec: model_pb2.ModelSpec, body: Any, timeout_ms: int = 0) -> dict:
     name = body.get("signature_name", "") if isinstance(body, dict) else ""
     if not isinstance(name, str):
         raise InvalidArgument("'signature_name' must be a string")
     with core.handle(spec) as handle:
         _, signature = signatures.find_signature(handle.model.signature_defs, name)
         inputs, row_format = json_codec.predict_inputs(body, signature.inputs)
-        outputs = run_signature(handle.model, signature, inputs)
+        outputs = run_signature(handle.model, signature, inputs, timeout_ms=timeout_ms)
     return json_codec.predict_outputs(outputs, row_format)
 
 
@@ -129,6 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
     core: Any = None
     max_body_bytes = 0
     metrics_path: str | None = None  # Prometheus text on GET here, when set
+    timeout_ms = 0  # --rest_api_timeout_in_ms for :predict
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
         log.debug("%s " + format, self.address_string(), *args)
@@ -191,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return model_metadata(self.core, spec)
             return model_status(self.core, spec)
         if method == "POST" and match["verb"] == "predict" and not match["metadata"]:
-            return predict(self.core, spec, self._body())
+            return predict(self.core, spec, self._body(), self.timeout_ms)
         if method == "POST" and match["verb"] in ("classify", "regress") \
                 and not match["metadata"]:
             return classify_or_regress(self.core, spec, match["verb"], self._body())
@@ -223,10 +224,11 @@ class RestServer:
     """TF Serving's REST API on host:port, one thread per connection."""
 
     def __init__(self, core: Any, host: str, port: int, max_body_bytes: int,
-                 context: ssl.SSLContext | None = None, metrics_path: str | None = None
-                 ) -> None:
+                 context: ssl.SSLContext | None = None, metrics_path: str | None = None,
+                 timeout_ms: int = 0) -> None:
         handler = type("Handler", (_Handler,), {"core": core, "max_body_bytes": max_body_bytes,
-                                                "metrics_path": metrics_path})
+                                                "metrics_path": metrics_path,
+                                                "timeout_ms": timeout_ms})
         self._server = ThreadingHTTPServer((host, port), handler)
         if context is not None:  # TLS; handshakes happen in the connection's own thread
             self._server.socket = context.wrap_socket(

@@ -142,3 +142,16 @@ def test_a_port_in_use_is_a_clear_error_exit(tmp_path):
     assert result.returncode != 0
     assert f"cannot listen for gRPC on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_rest_timeout_ends_a_long_predict_with_504(serve, tmp_path):
+    from .conftest import free_port, rest_call
+
+    slow_model(tmp_path / "slow" / "1")
+    port = free_port()
+    server = serve("--model_name=slow", f"--model_base_path={tmp_path / 'slow'}",
+                   f"--rest_api_port={port}", "--rest_api_timeout_in_ms=300")
+    url = f"{server.serve_rest(port)}/slow:predict"
+    status, answer = rest_call(url, {"inputs": {"x": [7.0], "n": 3_000_000}})
+    assert status == 504 and "running the model failed" in answer["error"]
+    assert rest_call(url, {"inputs": {"x": [7.0], "n": 10}}) == (200, {"outputs": [7.0]})
