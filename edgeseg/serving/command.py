@@ -144,9 +144,8 @@ def _batching(flags: ServerFlags) -> BatchingOptions | None:
                                            f"{flags.batching_parameters_file}")
 
 
-def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
-           metrics_path: str | None, batching: BatchingOptions | None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ INFO lines out of logs
+def _build_core(flags: ServerFlags, batching: BatchingOptions | None):  # noqa: ANN202
+    """The ServerCore the flags describe, its metrics collectors attached (imports TF)."""
     from edgeseg.serving.loader import LIVE_BATCHERS, Loader, session_config  # noqa: PLC0415
     from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415
 
@@ -167,6 +166,13 @@ def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
     if batching is not None:
         SERVING.watch_batch_queues(
             lambda: [((), sum(b.queued_batches for b in list(LIVE_BATCHERS)))])
+    return core
+
+
+def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
+           metrics_path: str | None, batching: BatchingOptions | None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ INFO lines out of logs
+    core = _build_core(flags, batching)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: stop.set())
@@ -185,7 +191,13 @@ def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
                          name="config-poll").start()
     while not stop.wait(0.2):
         pass
-    grace = flags.shutdown_grace_seconds
+    _shutdown(flags.shutdown_grace_seconds, core, server, health, rest)
+    _exit_now(0)
+    return 0
+
+
+def _shutdown(grace: float, core, server, health, rest) -> None:  # noqa: ANN001
+    """Stop accepting, let in-flight calls finish within grace, unload everything."""
     print(f"edgeseg serve: stopping; in-flight requests have {grace:g}s to finish",
           file=sys.stderr, flush=True)
     sd_notify("STOPPING=1")
@@ -193,10 +205,8 @@ def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
     if rest is not None:
         rest.stop()
     server.stop(grace).wait()
-    core.stop(grace)
+    core.stop(grace)  # unloading waits for REST calls still holding a handle
     print("edgeseg serve: stopped", file=sys.stderr, flush=True)
-    _exit_now(0)
-    return 0
 
 
 def _exit_now(status: int) -> None:
