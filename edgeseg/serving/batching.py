@@ -90,16 +90,15 @@ class BatchingModel:
 
     def run(self, feeds: Mapping[str, Any], fetches: Sequence[str],
             timeout_ms: int = 0) -> list[Any]:
-        """As the model's run; a call with a timeout runs alone (batches have none)."""
+        """As the model's run. A batched call runs without its timeout (a batch is shared);
+        a call run alone keeps it."""
         arrays = {name: np.asarray(value) for name, value in feeds.items()}
         rows = {a.shape[0] if a.ndim else None for a in arrays.values()}
-        if timeout_ms:
-            return self._model.run(feeds, fetches, timeout_ms)
-        if not arrays or len(rows) != 1 or None in rows:
-            return self._model.run(feeds, fetches)  # nothing to batch on
-        (count,) = rows
-        if count == 0 or count > self._options.max_batch_size:
-            return self._model.run(feeds, fetches)
+        count = next(iter(rows)) if len(rows) == 1 else None
+        if not arrays or not count or count > self._options.max_batch_size:
+            # nothing to batch on (no batch dimension, or more rows than a batch holds)
+            return (self._model.run(feeds, fetches, timeout_ms) if timeout_ms
+                    else self._model.run(feeds, fetches))
         key = (tuple(fetches),) + tuple(
             (name, a.dtype.str, a.shape[1:]) for name, a in sorted(arrays.items()))
         call = _Call(arrays, count)

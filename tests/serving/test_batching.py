@@ -12,7 +12,7 @@ import pytest
 from edgeseg.errors import InvalidArgument, ResourceExhausted
 from edgeseg.serving.batching import BatchingModel, BatchingOptions, parse_batching_parameters
 
-from .conftest import free_port, tfs_data
+from .conftest import free_port, rest_call, tfs_data
 from .test_server_tfserving import predict_request
 
 
@@ -179,12 +179,38 @@ def test_server_batches_concurrent_requests_with_the_same_answers(batched):
     for t in threads:
         t.join(30)
     assert answers == {i: [0.5 * i + 2] for i in range(8)}  # as unbatched
-    with urllib.request.urlopen(batched.metrics, timeout=30) as response:  # noqa: S310
-        lines = response.read().decode().splitlines()
+    lines = scrape(batched)
     assert "# TYPE edgeseg_serving_batch_size histogram" in lines
     assert "# TYPE edgeseg_serving_batch_queue_depth gauge" in lines
-    total = float(next(ln for ln in lines if ln.startswith("edgeseg_serving_batch_size_sum"))
-                  .split()[-1])
-    runs = float(next(ln for ln in lines if ln.startswith("edgeseg_serving_batch_size_count"))
-                 .split()[-1])
+    total, runs = batch_totals(lines)
     assert total == 8 and runs < 8  # some run held more than one request
+
+
+def scrape(server):
+    with urllib.request.urlopen(server.metrics, timeout=30) as response:  # noqa: S310
+        return response.read().decode().splitlines()
+
+
+def batch_totals(lines):
+    def value(prefix):
+        return float(next(ln for ln in lines if ln.startswith(prefix)).split()[-1])
+
+    return value("edgeseg_serving_batch_size_sum"), value("edgeseg_serving_batch_size_count")
+
+
+def test_rest_requests_are_batched_too(batched):
+    total_before, runs_before = batch_totals(scrape(batched))
+    url = batched.metrics.replace("/monitoring/prometheus/metrics", "/v1/models/default:predict")
+    answers: dict[int, object] = {}
+
+    def one(i):
+        answers[i] = rest_call(url, {"instances": [[float(i)]]})
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert answers == {i: (200, {"predictions": [[0.5 * i + 2]]}) for i in range(6)}
+    total, runs = batch_totals(scrape(batched))
+    assert total - total_before == 6 and runs - runs_before < 6
