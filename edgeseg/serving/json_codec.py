@@ -106,6 +106,9 @@ def to_array(value: Any, info: Any, where: str) -> np.ndarray:
     np_type = numpy_dtype(dtype)
     if np_type is None:
         raise InvalidArgument(f"{where}: inputs of {dtype_name(dtype)} cannot be sent as JSON")
+    fast = _numeric_fast_path(value, np_type)
+    if fast is not None:
+        return fast
     shape = _shape(value, where)
     flat = [_leaf(v, dtype, where) for v in _leaves(value)]
     if dtype == types_pb2.DT_STRING:
@@ -118,6 +121,35 @@ def to_array(value: Any, info: Any, where: str) -> np.ndarray:
         except (OverflowError, FloatingPointError):
             raise InvalidArgument(f"{where}: a number is out of range for "
                                   f"{dtype_name(dtype)}") from None
+
+
+def _numeric_fast_path(value: Any, np_type: Any) -> np.ndarray | None:
+    """Numbers only, rectangular, in range: numpy converts them in C (an image's 790k values
+    in milliseconds, not seconds). Anything else (strings, booleans for numbers, decimals for
+    integers, ragged lists, huge numbers) returns None, and the element-wise path below
+    says precisely what is wrong."""
+    target = np.dtype(np_type)
+    if target.kind not in "iufb":
+        return None
+    try:
+        array = np.asarray(value)
+    except (ValueError, OverflowError):
+        return None
+    if target.kind == "b":
+        return array if array.dtype.kind == "b" else None
+    if array.dtype.kind not in ("iu" if target.kind in "iu" else "iuf") or array.size == 0:
+        return None
+    if bool in set(map(type, np.asarray(value, dtype=object).ravel())):
+        return None  # numpy reads true as 1; JSON booleans are not numbers
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        if array.min() < info.min or array.max() > info.max:
+            return None
+    elif target != array.dtype:
+        finite = array[np.isfinite(array)]  # NaN and Infinity are fine as they are
+        if finite.size and np.abs(finite).max() > np.finfo(target).max:
+            return None
+    return array.astype(target, copy=False)
 
 
 def _named(value: Any, inputs: Mapping[str, Any], where: str) -> dict[str, Any]:

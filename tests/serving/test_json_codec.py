@@ -48,6 +48,14 @@ def test_requests(body, signature, expected, row):
         assert np.array_equal(got[name], value)
 
 
+def test_large_numeric_bodies_take_the_fast_path_with_the_same_result():
+    frame = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3))
+    got, _ = predict_inputs({"instances": frame.tolist()}, inputs(images=4))  # DT_UINT8
+    assert got["images"].dtype == np.uint8 and np.array_equal(got["images"], frame)
+    got, _ = predict_inputs({"inputs": [[1, 2.5], [math.nan, -3]]}, ONE)
+    assert got["x"].dtype == np.float32 and np.isnan(got["x"][1, 0])
+
+
 def test_nan_and_infinity_are_numbers():
     got, _ = predict_inputs({"instances": [math.nan, math.inf]}, ONE)
     assert np.isnan(got["x"][0]) and np.isinf(got["x"][1])
@@ -67,6 +75,10 @@ def test_nan_and_infinity_are_numbers():
         ({"instances": [1.5]}, inputs(i=I32), "expected an integer"),
         ({"instances": [2**40]}, inputs(i=I32), "out of range for DT_INT32"),
         ({"instances": [1e300]}, ONE, "out of range"),
+        ({"instances": [math.inf, 1e300]}, ONE, "out of range"),
+        ({"instances": [[1, 2], [3, "4"]]}, inputs(i=I32), "expected a number"),
+        ({"instances": [[1.0, 2.0]]}, inputs(i=I32), "expected an integer"),
+        ({"instances": [[True, 1]]}, ONE, "got a boolean"),
         ({"instances": [{"b64": "!!"}]}, inputs(s=STR), "not valid base64"),
         ({"instances": [1]}, TUTORIAL, "takes 3 inputs"),
         ({"inputs": {"nope": 1}}, ONE, "no input 'nope'"),
