@@ -52,3 +52,68 @@ def test_bad_payloads_are_counted_not_fatal():
     viewer.on_message("p/frame", b"\x00\x01", None)
     viewer.on_message("p/meta", b"{", None)
     assert viewer.errors == 3 and hub.seq == 0
+
+
+def test_edgeseg_view_with_a_real_broker(tmp_path):
+    """`edgeseg view` as a process: masks and a frame published by a plain paho client
+    show up on its snapshot endpoint."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    import paho.mqtt.client as mqtt
+    import pytest
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from tests.agent.conftest import (
+        REPO,
+        Mosquitto,
+        free_port,
+        mosquitto_binary,
+        wait_port,
+        wait_until,
+    )
+
+    if mosquitto_binary() is None:
+        pytest.skip("Debian's mosquitto is not installed (make test installs it)")
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    port = free_port()
+    view = subprocess.Popen([sys.executable, "-m", "edgeseg", "view", "--mqtt", broker.address,
+                             "--topic-prefix", "edgeseg/dev/cam", "--preview-port", str(port)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    try:
+        wait_port(port, 30)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("frame_id", "7")]
+        frame = np.full((40, 60, 3), 200, np.uint8)
+        mask = np.zeros((40, 60), np.uint8)
+        mask[:, 30:] = 15
+
+        def shown() -> list[np.ndarray]:
+            client.publish("edgeseg/dev/cam/frame", cv2.imencode(".jpg", frame)[1].tobytes(),
+                           qos=1, properties=props).wait_for_publish(5)
+            client.publish("edgeseg/dev/cam/mask", masks.encode_mask(mask), qos=1,
+                           properties=props).wait_for_publish(5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/snapshot.jpg?opacity=1",
+                                            timeout=5) as reply:  # noqa: S310 - loopback
+                    data = reply.read()
+            except urllib.error.HTTPError:
+                return []  # 503 until the first mask arrived
+            return [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)]
+
+        (image,) = wait_until(shown, 20, interval=0.3, what="a mask on the view's snapshot")
+        assert image.shape == (40, 60, 3)
+        assert abs(int(image[20, 5, 0]) - 200) < 10            # the published frame
+        assert abs(int(image[20, 50, 2]) - 192) < 10           # person, fully opaque
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        view.terminate()
+        view.wait(10)
+        broker.stop()
