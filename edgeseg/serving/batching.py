@@ -7,9 +7,13 @@ the first (batch) dimension, join one open batch; it closes when it holds
 ``max_batch_size`` rows or ``batch_timeout_micros`` after its first call, and one of
 ``num_batch_threads`` threads runs it: inputs concatenated on dimension 0 (padded to the
 next ``allowed_batch_sizes`` entry by repeating the last row), ONE model run, each output
-split back by rows. Calls without a batch dimension, or with more rows than a batch holds,
-run on their own. When ``max_enqueued_batches`` batches are already waiting, a new call is
-refused at once with RESOURCE_EXHAUSTED (gRPC; HTTP 429): memory never grows without bound.
+split back by rows. With ``pad_variable_length_inputs`` calls whose inputs differ after the
+first dimension join one batch too: each input is padded at the end of every dimension to
+the largest in the batch with its own first element (TF Serving's AddPadding), and outputs
+are split by rows only, as TF Serving does. Calls without a batch dimension, or with more
+rows than a batch holds, run on their own. When ``max_enqueued_batches`` batches are
+already waiting, a new call is refused at once with RESOURCE_EXHAUSTED (gRPC; HTTP 429):
+memory never grows without bound.
 A failed run, or an output whose first dimension is not the batch, fails every call in the
 batch with that error. Thread-safe; :meth:`BatchingModel.close` drains and stops.
 """
@@ -36,6 +40,7 @@ class BatchingOptions:
     max_enqueued_batches: int = 100
     num_batch_threads: int = 4
     allowed_batch_sizes: tuple[int, ...] = ()
+    pad_variable_length_inputs: bool = False
 
     def __post_init__(self) -> None:
         if min(self.max_batch_size, self.max_enqueued_batches, self.num_batch_threads) < 1:
@@ -99,8 +104,10 @@ class BatchingModel:
             # nothing to batch on (no batch dimension, or more rows than a batch holds)
             return (self._model.run(feeds, fetches, timeout_ms) if timeout_ms
                     else self._model.run(feeds, fetches))
+        pad = self._options.pad_variable_length_inputs
         key = (tuple(fetches),) + tuple(
-            (name, a.dtype.str, a.shape[1:]) for name, a in sorted(arrays.items()))
+            (name, a.dtype.str, a.ndim if pad else a.shape[1:])
+            for name, a in sorted(arrays.items()))
         call = _Call(arrays, count)
         self._enqueue(key, tuple(fetches), call)
         call.done.wait()
@@ -169,7 +176,10 @@ class BatchingModel:
             size = self._padded_size(batch.rows)
             feeds = {}
             for name in names:
-                joined = np.concatenate([c.feeds[name] for c in batch.calls])
+                parts = [c.feeds[name] for c in batch.calls]
+                if self._options.pad_variable_length_inputs:
+                    parts = pad_to_largest(parts, name)
+                joined = np.concatenate(parts)
                 if size > batch.rows:  # pad by repeating the last row
                     joined = np.concatenate([joined, np.repeat(joined[-1:], size - batch.rows,
                                                                 axis=0)])
@@ -203,6 +213,22 @@ class BatchingModel:
         for thread in self._threads:
             thread.join(timeout=30)
         self._model.close()
+
+
+def pad_to_largest(arrays: list[np.ndarray], name: str) -> list[np.ndarray]:
+    """Pad each array at the end of dimensions 1.. to the largest size among them, with its
+    own first element (TF Serving's AddPadding); the batch dimension is left alone."""
+    largest = np.max([a.shape for a in arrays], axis=0)
+    out = []
+    for a in arrays:
+        if a.size == 0:
+            raise InvalidArgument(f"batching: input {name} is empty and cannot be padded "
+                                  "(pad_variable_length_inputs pads with the first element)")
+        widths = [(0, 0)] + [(0, int(m) - n) for m, n in zip(largest[1:], a.shape[1:],
+                                                             strict=True)]
+        out.append(np.pad(a, widths, constant_values=a.flat[0]) if any(w for _, w in widths)
+                   else a)
+    return out
 
 
 def _parameters_class() -> type:
@@ -239,8 +265,6 @@ def parse_batching_parameters(text: str, origin: str = "batching parameters"
     except text_format.ParseError as exc:
         raise InvalidArgument(f"{origin}: not a valid BatchingParameters text proto: {exc}"
                               ) from None
-    if message.pad_variable_length_inputs:
-        raise InvalidArgument(f"{origin}: pad_variable_length_inputs is not supported")
     defaults = BatchingOptions()
     values = {}
     for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
@@ -250,6 +274,8 @@ def parse_batching_parameters(text: str, origin: str = "batching parameters"
         values["batch_timeout_s"] = message.batch_timeout_micros.value / 1e6
     try:
         return BatchingOptions(**{**defaults.__dict__, **values,
-                                  "allowed_batch_sizes": tuple(message.allowed_batch_sizes)})
+                                  "allowed_batch_sizes": tuple(message.allowed_batch_sizes),
+                                  "pad_variable_length_inputs":
+                                      message.pad_variable_length_inputs})
     except InvalidArgument as exc:
         raise InvalidArgument(f"{origin}: {exc}") from None

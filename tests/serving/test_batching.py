@@ -87,6 +87,34 @@ def test_padding_to_allowed_batch_sizes(batching):
     assert model.sizes == [4]  # 3 rows padded to 4, the padding dropped from the answers
 
 
+def test_variable_length_inputs_are_padded_with_their_first_element(batching):
+    """TF Serving's example: [1,500,101], [2,300,101], [1,400,101] -> [_, 500, 101]."""
+    model = Doubler()
+    batcher = batching(model, max_batch_size=4, batch_timeout_s=0.3,
+                       pad_variable_length_inputs=True)
+    inputs = [np.full((1, 5, 2), 1.0, np.float32), np.full((2, 3, 2), 2.0, np.float32),
+              np.full((1, 4, 2), 3.0, np.float32)]
+    inputs[1][0, 0, 0] = 7.0  # the padding value of the second call
+    results = call_all(batcher, inputs)
+    assert model.sizes == [4]
+    assert [r.shape for r in results] == [(1, 5, 2), (2, 5, 2), (1, 5, 2)]
+    assert np.array_equal(results[1][:, :3], inputs[1] * 2)
+    assert np.all(results[1][:, 3:] == 14.0) and np.all(results[2][:, 4:] == 6.0)
+
+
+def test_unequal_shapes_without_padding_run_in_separate_batches(batching):
+    model = Doubler()
+    batcher = batching(model, max_batch_size=4, batch_timeout_s=0.2)
+    results = call_all(batcher, [np.zeros((1, 3), np.float32), np.zeros((1, 5), np.float32)])
+    assert [r.shape for r in results] == [(1, 3), (1, 5)]
+    assert model.sizes == [1, 1]
+
+
+def test_padding_parameter_parses():
+    assert parse_batching_parameters("pad_variable_length_inputs: true"
+                                     ).pad_variable_length_inputs
+
+
 def test_unbatchable_calls_run_alone(batching):
     model = Doubler()
     batcher = batching(model, max_batch_size=2, batch_timeout_s=5)
@@ -142,7 +170,7 @@ def test_tf_servings_batching_config():
     ("text", "complaint"),
     [("max_batch_size { value: 0 }", ">= 1"),
      ("max_batch_size { value: 8 } allowed_batch_sizes: 4", "end with max_batch_size"),
-     ("pad_variable_length_inputs: true", "not supported"), ("bogus: 1", '"bogus"')],
+     ("bogus: 1", '"bogus"')],
 )
 def test_bad_batching_parameters(text, complaint):
     with pytest.raises(InvalidArgument, match=complaint):
