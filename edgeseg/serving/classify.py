@@ -50,7 +50,7 @@ def serialized_examples(request_input: Any) -> np.ndarray:
 
 
 def _run_on_examples(model: Any, signature: Any, examples: np.ndarray,
-                     aliases: list[str]) -> list[np.ndarray]:
+                     aliases: list[str], timeout_ms: int = 0) -> list[np.ndarray]:
     if len(signature.inputs) != 1:
         raise InvalidArgument("Expected one input Tensor.")
     (alias, info), = signature.inputs.items()
@@ -59,7 +59,9 @@ def _run_on_examples(model: Any, signature: Any, examples: np.ndarray,
             f"input '{alias}': expected serialized tf.Examples (DT_STRING) but the signature "
             f"takes {dtype_name(info.dtype)}"
         )
-    return model.run({info.name: examples}, [signature.outputs[a].name for a in aliases])
+    feeds = {info.name: examples}
+    fetches = [signature.outputs[a].name for a in aliases]
+    return model.run(feeds, fetches, timeout_ms) if timeout_ms else model.run(feeds, fetches)
 
 
 def _check_batch(value: np.ndarray, batch: int, what: str) -> None:
@@ -71,14 +73,14 @@ def _check_batch(value: np.ndarray, batch: int, what: str) -> None:
 
 
 def classify_with(model: Any, signature: Any, examples: np.ndarray,
-                  result: classification_pb2.ClassificationResult) -> None:
+                  result: classification_pb2.ClassificationResult, timeout_ms: int = 0) -> None:
     aliases = [a for a in (CLASSES, SCORES) if a in signature.outputs]
     if not aliases:
         raise InvalidArgument(
             "Expected classification signature outputs to contain at least one of "
             "classes or scores."
         )
-    values = dict(zip(aliases, _run_on_examples(model, signature, examples, aliases),
+    values = dict(zip(aliases, _run_on_examples(model, signature, examples, aliases, timeout_ms),
                       strict=True))
     for alias, value in values.items():
         _check_batch(value, len(examples), alias)
@@ -104,10 +106,10 @@ def classify_with(model: Any, signature: Any, examples: np.ndarray,
 
 
 def regress_with(model: Any, signature: Any, examples: np.ndarray,
-                 result: regression_pb2.RegressionResult) -> None:
+                 result: regression_pb2.RegressionResult, timeout_ms: int = 0) -> None:
     if OUTPUTS not in signature.outputs or len(signature.outputs) != 1:
         raise InvalidArgument("Expected one output Tensor named outputs.")
-    (value,) = _run_on_examples(model, signature, examples, [OUTPUTS])
+    (value,) = _run_on_examples(model, signature, examples, [OUTPUTS], timeout_ms)
     _check_batch(value, len(examples), OUTPUTS)
     if value.ndim > 2 or (value.ndim == 2 and value.shape[1] != 1):
         raise InvalidArgument(
@@ -118,7 +120,8 @@ def regress_with(model: Any, signature: Any, examples: np.ndarray,
         result.regressions.add().value = float(v)
 
 
-def classify(core: Any, request: Any) -> classification_pb2.ClassificationResponse:
+def classify(core: Any, request: Any,
+             timeout_ms: int = 0) -> classification_pb2.ClassificationResponse:
     examples = serialized_examples(request.input)
     with core.handle(request.model_spec) as handle:
         name, signature = signatures.find_signature(
@@ -127,11 +130,12 @@ def classify(core: Any, request: Any) -> classification_pb2.ClassificationRespon
                                 core.options.method_name_check)
         response = classification_pb2.ClassificationResponse()
         fill_model_spec(response.model_spec, handle.name, handle.version, name)
-        classify_with(handle.model, signature, examples, response.result)
+        classify_with(handle.model, signature, examples, response.result, timeout_ms)
         return response
 
 
-def regress(core: Any, request: Any) -> regression_pb2.RegressionResponse:
+def regress(core: Any, request: Any,
+            timeout_ms: int = 0) -> regression_pb2.RegressionResponse:
     examples = serialized_examples(request.input)
     with core.handle(request.model_spec) as handle:
         name, signature = signatures.find_signature(
@@ -140,7 +144,7 @@ def regress(core: Any, request: Any) -> regression_pb2.RegressionResponse:
                                 core.options.method_name_check)
         response = regression_pb2.RegressionResponse()
         fill_model_spec(response.model_spec, handle.name, handle.version, name)
-        regress_with(handle.model, signature, examples, response.result)
+        regress_with(handle.model, signature, examples, response.result, timeout_ms)
         return response
 
 

@@ -110,7 +110,8 @@ def predict(core: Any, spec: model_pb2.ModelSpec, body: Any, timeout_ms: int = 0
     return json_codec.predict_outputs(outputs, row_format)
 
 
-def classify_or_regress(core: Any, spec: model_pb2.ModelSpec, verb: str, body: Any) -> dict:
+def classify_or_regress(core: Any, spec: model_pb2.ModelSpec, verb: str, body: Any,
+                        timeout_ms: int = 0) -> dict:
     request_input = json_codec.examples_input(body)
     signature_name = body.get("signature_name", "")
     if not isinstance(signature_name, str):
@@ -118,9 +119,10 @@ def classify_or_regress(core: Any, spec: model_pb2.ModelSpec, verb: str, body: A
     spec.signature_name = signature_name
     if verb == "classify":
         request = classification_pb2.ClassificationRequest(model_spec=spec, input=request_input)
-        return json_codec.classification_json(classify.classify(core, request).result)
+        return json_codec.classification_json(
+            classify.classify(core, request, timeout_ms).result)
     request = regression_pb2.RegressionRequest(model_spec=spec, input=request_input)
-    return json_codec.regression_json(classify.regress(core, request).result)
+    return json_codec.regression_json(classify.regress(core, request, timeout_ms).result)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -129,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
     core: Any = None
     max_body_bytes = 0
     metrics_path: str | None = None  # Prometheus text on GET here, when set
-    timeout_ms = 0  # --rest_api_timeout_in_ms for :predict
+    timeout_ms = 0  # --rest_api_timeout_in_ms for :predict, :classify and :regress
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
         log.debug("%s " + format, self.address_string(), *args)
@@ -195,7 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
             return predict(self.core, spec, self._body(), self.timeout_ms)
         if method == "POST" and match["verb"] in ("classify", "regress") \
                 and not match["metadata"]:
-            return classify_or_regress(self.core, spec, match["verb"], self._body())
+            return classify_or_regress(self.core, spec, match["verb"], self._body(),
+                                       self.timeout_ms)
         raise NotFound(f"Malformed request: {method} {self.path}")
 
     def _body(self) -> Any:

@@ -3,7 +3,8 @@
 - two_tag_model: ONE SavedModel with tag-sets {serve} (y = x*w + 1) and {serve_quantized}
   (y = x*w + 100) sharing one variables checkpoint (w = 1), like an `edgeseg export`.
 - slow_model: y = x after spinning a while_loop `n` times (input n, int32 scalar), so a
-  test can keep a request in flight for as long as it wants.
+  test can keep a request in flight for as long as it wants; its `regress` signature does
+  the same for tf.Examples with int64 features `x` and `n`.
 """
 
 from __future__ import annotations
@@ -46,9 +47,18 @@ def slow_model(path: Path) -> Path:
         _, spins = tf.while_loop(lambda i, s: i < n, lambda i, s: (i + 1, s + 1.0),
                                  [tf.constant(0), tf.constant(0.0)])
         y = tf.identity(x + 0.0 * spins, name="y")
+        examples = v1.placeholder(tf.string, [None], name="examples")
+        features = tf.io.parse_example(examples, {"x": tf.io.FixedLenFeature([], tf.float32),
+                                                  "n": tf.io.FixedLenFeature([], tf.int64)})
+        _, example_spins = tf.while_loop(
+            lambda i, s: i < tf.cast(tf.reduce_max(features["n"]), tf.int32),
+            lambda i, s: (i + 1, s + 1.0), [tf.constant(0), tf.constant(0.0)])
+        outputs = tf.identity(features["x"] + 0.0 * example_spins, name="outputs")
+        regress = v1.saved_model.signature_def_utils.regression_signature_def(examples, outputs)
         builder = v1.saved_model.Builder(str(path))
         builder.add_meta_graph_and_variables(
             sess, ["serve"],
-            signature_def_map={"serving_default": _signature({"x": x, "n": n}, {"y": y})})
+            signature_def_map={"serving_default": _signature({"x": x, "n": n}, {"y": y}),
+                               "regress": regress})
         builder.save()
     return path

@@ -155,3 +155,9 @@ def test_rest_timeout_ends_a_long_predict_with_504(serve, tmp_path):
     status, answer = rest_call(url, {"inputs": {"x": [7.0], "n": 3_000_000}})
     assert status == 504 and "running the model failed" in answer["error"]
     assert rest_call(url, {"inputs": {"x": [7.0], "n": 10}}) == (200, {"outputs": [7.0]})
+    regress = f"{server.serve_rest(port)}/slow:regress"
+    status, answer = rest_call(regress, {"signature_name": "regress",
+                                         "examples": [{"x": 2.0, "n": 3_000_000}]})
+    assert status == 504, answer
+    assert rest_call(regress, {"signature_name": "regress",
+                               "examples": [{"x": 2.0, "n": 5}]}) == (200, {"results": [2.0]})
