@@ -7,9 +7,12 @@ tests that need it skip, naming the folder, when it is absent.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
+
+from tests.services import Mosquitto, Recorder, mosquitto_binary, wait_until
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,3 +37,33 @@ def shared_models(shared: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"real models and photos folder {path} is absent")
     return path
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    if mosquitto_binary() is None:
+        pytest.skip("Debian's mosquitto is not installed (make system-deps installs it)")
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def recorder_factory():
+    made: list[Recorder] = []
+
+    def make(port: int, prefix: str = "edgeseg/#") -> Recorder:
+        rec = Recorder(port, prefix)
+        made.append(rec)
+        wait_until(rec.client.is_connected, 5, what="subscriber connected")
+        time.sleep(0.1)  # SUBACK
+        return rec
+
+    try:
+        yield make
+    finally:
+        for rec in made:
+            rec.close()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-
-import pytest
+from pathlib import Path
 
 from edgeseg import masks
 from edgeseg.democlip import frames
-from tests.agent.conftest import REPO, Mosquitto, Recorder, free_port, mosquitto_binary, wait_until
+from tests.services import free_port, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_demo_clip_moves_like_a_camera():
@@ -27,30 +28,21 @@ def test_demo_clip_moves_like_a_camera():
     assert max(steps[:15]) < 12        # smoothly, not jumping
 
 
-@pytest.mark.skipif(mosquitto_binary() is None,
-                    reason="Debian's mosquitto is not installed (make test installs it)")
-def test_demo_frames_50_reach_a_plain_subscriber(tmp_path):
-    broker = Mosquitto(tmp_path)
-    broker.start()
-    recorder = Recorder(broker.port, "edgeseg/demo/cam0/#")
-    try:
-        wait_until(recorder.client.is_connected, 10, what="subscriber connected")
-        preview_port = free_port()
-        run = subprocess.run(
-            [sys.executable, "-m", "edgeseg", "demo", "--workdir", str(tmp_path / "demo"),
-             "--frames", "50", "--builtin", "--input-size", "97", "--mqtt", broker.address,
-             "--grpc-port", str(free_port()), "--preview-port", str(preview_port)],
-            cwd=REPO, capture_output=True, text=True, timeout=600,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, check=False)
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert f"live preview:   http://127.0.0.1:{preview_port}/" in run.stdout
-        assert "RANDOM weights" in run.stderr  # said plainly
-        wait_until(lambda: len(recorder.of("mask")) >= 50, 10, what="50 masks")
-        mask_messages = recorder.of("mask")
-        assert len(mask_messages) == 50
-        class_map = masks.decode_mask(mask_messages[-1]["payload"])
-        assert class_map.shape == (480, 640)  # the demo clip's frame size
-        wait_until(lambda: recorder.statuses()[-1:] == ["offline"], 10, what="offline")
-    finally:
-        recorder.close()
-        broker.stop()
+def test_demo_frames_50_reach_a_plain_subscriber(tmp_path, mosquitto, recorder_factory):
+    recorder = recorder_factory(mosquitto.port, "edgeseg/demo/cam0/#")
+    preview_port = free_port()
+    run = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "demo", "--workdir", str(tmp_path / "demo"),
+         "--frames", "50", "--builtin", "--input-size", "97", "--mqtt", mosquitto.address,
+         "--grpc-port", str(free_port()), "--preview-port", str(preview_port)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"live preview:   http://127.0.0.1:{preview_port}/" in run.stdout
+    assert "RANDOM weights" in run.stderr  # said plainly
+    wait_until(lambda: len(recorder.of("mask")) >= 50, 10, what="50 masks")
+    mask_messages = recorder.of("mask")
+    assert len(mask_messages) == 50
+    class_map = masks.decode_mask(mask_messages[-1]["payload"])
+    assert class_map.shape == (480, 640)  # the demo clip's frame size
+    wait_until(lambda: recorder.statuses()[-1:] == ["offline"], 10, what="offline")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -54,7 +55,7 @@ def test_bad_payloads_are_counted_not_fatal():
     assert viewer.errors == 3 and hub.seq == 0
 
 
-def test_edgeseg_view_with_a_real_broker(tmp_path):
+def test_edgeseg_view_with_a_real_broker(mosquitto):
     """`edgeseg view` as a process: masks and a frame published by a plain paho client
     show up on its snapshot endpoint."""
     import subprocess
@@ -62,27 +63,17 @@ def test_edgeseg_view_with_a_real_broker(tmp_path):
     import urllib.request
 
     import paho.mqtt.client as mqtt
-    import pytest
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from tests.agent.conftest import (
-        REPO,
-        Mosquitto,
-        free_port,
-        mosquitto_binary,
-        wait_port,
-        wait_until,
-    )
+    from tests.services import free_port, wait_port, wait_until
 
-    if mosquitto_binary() is None:
-        pytest.skip("Debian's mosquitto is not installed (make test installs it)")
-    broker = Mosquitto(tmp_path)
-    broker.start()
+    broker = mosquitto
     port = free_port()
     view = subprocess.Popen([sys.executable, "-m", "edgeseg", "view", "--mqtt", broker.address,
                              "--topic-prefix", "edgeseg/dev/cam", "--preview-port", str(port)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     try:
         wait_port(port, 30)
@@ -116,4 +107,3 @@ def test_edgeseg_view_with_a_real_broker(tmp_path):
         client.disconnect()
         view.terminate()
         view.wait(10)
-        broker.stop()
