@@ -141,8 +141,11 @@ def test_k8s_server_matches_the_unit_and_compose():
     assert c["args"] == serve_argv()
     assert c["image"] == compose()["services"]["server"]["image"]
     assert {p["containerPort"] for p in c["ports"]} == PORTS
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["grpc"]["port"] == 8500
+    # liveness on the port only: health says NOT_SERVING while a model is broken, and a
+    # restart loop would not mend the model
+    assert c["readinessProbe"]["grpc"]["port"] == 8500
+    for probe in ("startupProbe", "livenessProbe"):
+        assert c[probe]["tcpSocket"]["port"] == 8500 and "grpc" not in c[probe]
     pod = objects[("Deployment", "edgeseg-server")]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 10001
     mounts = {m["name"]: m for m in c["volumeMounts"]}
