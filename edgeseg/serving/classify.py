@@ -120,32 +120,29 @@ def regress_with(model: Any, signature: Any, examples: np.ndarray,
         result.regressions.add().value = float(v)
 
 
-def classify(core: Any, request: Any,
-             timeout_ms: int = 0) -> classification_pb2.ClassificationResponse:
+def _answer(core: Any, request: Any, method: str, response: Any, fill: Any,
+            timeout_ms: int) -> Any:
+    """Classify and Regress share everything but the signature method and the filling."""
     examples = serialized_examples(request.input)
     with core.handle(request.model_spec) as handle:
         name, signature = signatures.find_signature(
             handle.model.signature_defs, request.model_spec.signature_name)
-        signatures.check_method(name, signature, signatures.CLASSIFY_METHOD,
-                                core.options.method_name_check)
-        response = classification_pb2.ClassificationResponse()
+        signatures.check_method(name, signature, method, core.options.method_name_check)
         fill_model_spec(response.model_spec, handle.name, handle.version, name)
-        classify_with(handle.model, signature, examples, response.result, timeout_ms)
+        fill(handle.model, signature, examples, response.result, timeout_ms)
         return response
+
+
+def classify(core: Any, request: Any,
+             timeout_ms: int = 0) -> classification_pb2.ClassificationResponse:
+    return _answer(core, request, signatures.CLASSIFY_METHOD,
+                   classification_pb2.ClassificationResponse(), classify_with, timeout_ms)
 
 
 def regress(core: Any, request: Any,
             timeout_ms: int = 0) -> regression_pb2.RegressionResponse:
-    examples = serialized_examples(request.input)
-    with core.handle(request.model_spec) as handle:
-        name, signature = signatures.find_signature(
-            handle.model.signature_defs, request.model_spec.signature_name)
-        signatures.check_method(name, signature, signatures.REGRESS_METHOD,
-                                core.options.method_name_check)
-        response = regression_pb2.RegressionResponse()
-        fill_model_spec(response.model_spec, handle.name, handle.version, name)
-        regress_with(handle.model, signature, examples, response.result, timeout_ms)
-        return response
+    return _answer(core, request, signatures.REGRESS_METHOD,
+                   regression_pb2.RegressionResponse(), regress_with, timeout_ms)
 
 
 def _check_tasks(tasks: Any) -> None:
