@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 from edgeseg.errors import EdgesegError, Internal, InvalidArgument, ResourceExhausted
+from edgeseg.serving import textproto
 
 
 @dataclass(frozen=True)
@@ -232,39 +232,28 @@ def pad_to_largest(arrays: list[np.ndarray], name: str) -> list[np.ndarray]:
 
 
 def _parameters_class() -> type:
-    pool = descriptor_pool.Default()
-    full = "edgeseg.serving.BatchingParameters"
-    try:
-        return message_factory.GetMessageClass(pool.FindMessageTypeByName(full))
-    except KeyError:
-        pass
-    fdp = descriptor_pb2.FileDescriptorProto(name="edgeseg/serving/batching_parameters.proto",
-                                             package="edgeseg.serving", syntax="proto3",
-                                             dependency=["google/protobuf/wrappers.proto"])
-    msg = fdp.message_type.add(name="BatchingParameters")
-    for number, name in enumerate(("max_batch_size", "batch_timeout_micros",
-                                   "max_enqueued_batches", "num_batch_threads"), start=1):
-        msg.field.add(name=name, number=number, type=11, label=1,
-                      type_name=".google.protobuf.Int64Value")
-    msg.field.add(name="thread_pool_name", number=5, type=11, label=1,
-                  type_name=".google.protobuf.StringValue")
-    msg.field.add(name="allowed_batch_sizes", number=6, type=3, label=3)
-    msg.field.add(name="pad_variable_length_inputs", number=7, type=8, label=1)
+    def build(fdp: Any) -> None:
+        msg = fdp.message_type.add(name="BatchingParameters")
+        for number, name in enumerate(("max_batch_size", "batch_timeout_micros",
+                                       "max_enqueued_batches", "num_batch_threads"), start=1):
+            msg.field.add(name=name, number=number, type=11, label=1,
+                          type_name=".google.protobuf.Int64Value")
+        msg.field.add(name="thread_pool_name", number=5, type=11, label=1,
+                      type_name=".google.protobuf.StringValue")
+        msg.field.add(name="allowed_batch_sizes", number=6, type=3, label=3)
+        msg.field.add(name="pad_variable_length_inputs", number=7, type=8, label=1)
+
     from google.protobuf import wrappers_pb2  # noqa: F401, PLC0415 - registers the dependency
 
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(full))
+    return textproto.message_class("BatchingParameters",
+                                   "edgeseg/serving/batching_parameters.proto", build,
+                                   ("google/protobuf/wrappers.proto",))
 
 
 def parse_batching_parameters(text: str, origin: str = "batching parameters"
                               ) -> BatchingOptions:
     """TF Serving's BatchingParameters text proto as options (absent fields: defaults)."""
-    message = _parameters_class()()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as exc:
-        raise InvalidArgument(f"{origin}: not a valid BatchingParameters text proto: {exc}"
-                              ) from None
+    message = textproto.parse(_parameters_class(), text, origin)
     defaults = BatchingOptions()
     values = {}
     for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):

@@ -24,10 +24,10 @@ import bisect
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from typing import Any
 
 from edgeseg.errors import InvalidArgument
+from edgeseg.serving import textproto
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 30.0)
@@ -215,32 +215,21 @@ def spec_labels(request: object, response: object) -> tuple[str, str, str]:
 
 
 def _monitoring_config_class() -> type:
-    pool = descriptor_pool.Default()
-    full = "edgeseg.serving.MonitoringConfig"
-    try:
-        return message_factory.GetMessageClass(pool.FindMessageTypeByName(full))
-    except KeyError:
-        pass
-    fdp = descriptor_pb2.FileDescriptorProto(name="edgeseg/serving/monitoring_config.proto",
-                                             package="edgeseg.serving", syntax="proto3")
-    prometheus = fdp.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, type=8, label=1)
-    prometheus.field.add(name="path", number=2, type=9, label=1)
-    monitoring = fdp.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, type=11, label=1,
-                         type_name=".edgeseg.serving.PrometheusConfig")
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(full))
+    def build(fdp: Any) -> None:
+        prometheus = fdp.message_type.add(name="PrometheusConfig")
+        prometheus.field.add(name="enable", number=1, type=8, label=1)
+        prometheus.field.add(name="path", number=2, type=9, label=1)
+        monitoring = fdp.message_type.add(name="MonitoringConfig")
+        monitoring.field.add(name="prometheus_config", number=1, type=11, label=1,
+                             type_name=".edgeseg.serving.PrometheusConfig")
+
+    return textproto.message_class("MonitoringConfig",
+                                   "edgeseg/serving/monitoring_config.proto", build)
 
 
 def parse_monitoring_config(text: str, origin: str = "monitoring config") -> str | None:
     """The metrics path to serve, or None when Prometheus export is not enabled."""
-    message = _monitoring_config_class()()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as exc:
-        raise InvalidArgument(f"{origin}: not a valid MonitoringConfig text proto: {exc}"
-                              ) from None
+    message = textproto.parse(_monitoring_config_class(), text, origin)
     if not message.prometheus_config.enable:
         return None
     path = message.prometheus_config.path or DEFAULT_PATH

@@ -23,11 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-
 from edgeseg.errors import InvalidArgument
-
-_FULL_NAME = "edgeseg.serving.SSLConfig"
+from edgeseg.serving import textproto
 
 
 @dataclass(frozen=True)
@@ -39,27 +36,17 @@ class TlsConfig:
 
 
 def _ssl_config_class() -> type:
-    pool = descriptor_pool.Default()
-    try:
-        return message_factory.GetMessageClass(pool.FindMessageTypeByName(_FULL_NAME))
-    except KeyError:
-        pass
-    fdp = descriptor_pb2.FileDescriptorProto(name="edgeseg/serving/ssl_config.proto",
-                                             package="edgeseg.serving", syntax="proto3")
-    msg = fdp.message_type.add(name="SSLConfig")
-    for number, name in enumerate(("server_key", "server_cert", "custom_ca"), start=1):
-        msg.field.add(name=name, number=number, type=9, label=1)  # string
-    msg.field.add(name="client_verify", number=4, type=8, label=1)  # bool
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(_FULL_NAME))
+    def build(fdp: Any) -> None:
+        msg = fdp.message_type.add(name="SSLConfig")
+        for number, name in enumerate(("server_key", "server_cert", "custom_ca"), start=1):
+            msg.field.add(name=name, number=number, type=9, label=1)  # string
+        msg.field.add(name="client_verify", number=4, type=8, label=1)  # bool
+
+    return textproto.message_class("SSLConfig", "edgeseg/serving/ssl_config.proto", build)
 
 
 def parse_ssl_config(text: str, origin: str = "ssl config") -> TlsConfig:
-    message = _ssl_config_class()()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as exc:
-        raise InvalidArgument(f"{origin}: not a valid SSLConfig text proto: {exc}") from None
+    message = textproto.parse(_ssl_config_class(), text, origin)
     for name in ("server_key", "server_cert"):
         if not getattr(message, name).strip():
             raise InvalidArgument(f"{origin}: {name} is missing (PEM text)")
