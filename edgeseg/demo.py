@@ -25,21 +25,14 @@ from pathlib import Path
 from edgeseg.errors import FailedPrecondition, NotFound, Unavailable
 from edgeseg.progress import Progress
 
-REAL_MODEL = "deeplabv3_mnv2_pascal_quant.tflite"
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("EDGESEG_SHARED", REPO.parent / "shared"))
+REAL_MODEL = "deeplabv3-mnv2-voc"
 
 
 def find_real_model() -> Path | None:
-    """The reference VOC model: user cache first, then the shared test-data folder."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeseg" / "models"
-    for candidate in (cache / REAL_MODEL, shared_dir() / "models" / "deeplab" / REAL_MODEL):
-        if candidate.is_file():
-            return candidate
-    return None
+    """A verified copy of the reference VOC model: the user cache, then ../shared/models."""
+    from edgeseg import models
+
+    return models.find(models.spec_for(REAL_MODEL))
 
 
 def export_demo_model(base: Path, input_size: int, fresh: bool, builtin: bool,
@@ -57,13 +50,14 @@ def export_demo_model(base: Path, input_size: int, fresh: bool, builtin: bool,
             return existing
     real = None if builtin else find_real_model()
     argv = ["--output", str(base), "--force"]
-    photos = shared_dir() / "models" / "images"
+    photos = demo_photos()
     if real is not None and ".tflite" in command.FILE_SOURCES:
         progress.say(f"exporting the real PASCAL VOC DeepLab-v3 from {real}")
         argv = [str(real), *argv]
     else:
-        why = ("--builtin given" if builtin else "no reference model found" if real is None
-               else "this build has no TFLite importer")
+        why = ("--builtin given" if builtin
+               else f"no reference model found (edgeseg models fetch {REAL_MODEL} gets it)"
+               if real is None else "this build has no TFLite importer")
         progress.say(f"{why}: exporting the built-in DeepLab-v3 with RANDOM weights "
                      "(the masks will be noise; the plumbing is real)")
         argv = ["deeplabv3", *argv, "--input-size", str(input_size)]
@@ -71,6 +65,13 @@ def export_demo_model(base: Path, input_size: int, fresh: bool, builtin: bool,
         argv += ["--calibration-images", str(photos)]
     command.main(argv)
     return resolve_version_dir(base)
+
+
+def demo_photos() -> Path:
+    """Real photos for calibration and the demo clip, when the test-data folder is there."""
+    from edgeseg import models
+
+    return models.shared_models_dir() / "images"
 
 
 def port_free(port: int) -> bool:
@@ -130,18 +131,23 @@ class Child:
         return self.proc.returncode
 
 
-def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or next(
+def find_mosquitto() -> str | None:
+    """Debian's mosquitto (/usr/sbin is not on every user's PATH)."""
+    return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if os.access(p, os.X_OK)),
         None)
-    if found:
-        return found
-    if os.geteuid() == 0:
+
+
+def mosquitto_binary() -> str:
+    """Mosquitto's path; as root, installed with apt when missing."""
+    found = find_mosquitto()
+    if found is None and os.geteuid() == 0:
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                         "mosquitto"], check=False, env={**os.environ,
                                                          "DEBIAN_FRONTEND": "noninteractive"})
-        if shutil.which("mosquitto") or os.access("/usr/sbin/mosquitto", os.X_OK):
-            return shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        found = find_mosquitto()
+    if found:
+        return found
     raise FailedPrecondition("Mosquitto is not installed; install it with: "
                              "sudo apt-get install -y mosquitto   (or pass --mqtt HOST:PORT "
                              "of a broker you run)")
@@ -154,7 +160,7 @@ def make_clip(workdir: Path, progress: Progress) -> Path:
     if clip.is_file():
         return clip
     with progress.step("making the demo clip from photos (pan, zoom, shake)"):
-        return write_clip(clip, load_photos(shared_dir() / "models" / "images"))
+        return write_clip(clip, load_photos(demo_photos()))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -7,8 +7,6 @@ tests/conftest.py do it even when a test fails).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -16,6 +14,8 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+
+from edgeseg.demo import find_mosquitto
 
 
 def free_port() -> int:
@@ -57,8 +57,7 @@ def _stop(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
 
 
 def mosquitto_binary() -> str | None:
-    return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto",) if os.access(p, os.X_OK)), None)
+    return find_mosquitto()
 
 
 class Mosquitto:
