@@ -2,10 +2,13 @@
 
 exporter -> ``edgeseg serve`` -> ``edgeseg agent`` on a demo clip -> Mosquitto -> the
 live preview in a browser. The model is the real PASCAL VOC DeepLab-v3 when it can be
-had (the user cache, ../shared/models, or ``edgeseg models fetch``) and the TFLite
-importer is installed; otherwise the built-in DeepLab-v3 with random weights, said
-plainly. Each service runs as a child process in its own session, so Ctrl-C reaches
-only the demo, which stops them in order: agent (publishes offline), server, broker.
+had (the user cache, ../shared/models, or else fetched now, sha256-checked, from its
+public address or ``$EDGESEG_MODELS_URL``); offline, the demo says in one line what it
+would have fetched and how to place it by hand, then uses the built-in DeepLab-v3 with
+random weights, said plainly. The clip and the calibration use the real photos the
+package ships (edgeseg/data/photos). Each service runs as a child process in its own
+session, so Ctrl-C reaches only the demo, which stops them in order: agent (publishes
+offline), server, broker.
 ``--frames N`` is the bounded form: it returns once the agent has published N masks.
 """
 
@@ -22,17 +25,31 @@ import threading
 import time
 from pathlib import Path
 
-from edgeseg.errors import FailedPrecondition, NotFound, Unavailable
+from edgeseg.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
 from edgeseg.progress import Progress
 
 REAL_MODEL = "deeplabv3-mnv2-voc"
 
 
-def find_real_model() -> Path | None:
-    """A verified copy of the reference VOC model: the user cache, then ../shared/models."""
+def find_real_model(progress: Progress) -> Path | None:
+    """A verified copy of the reference VOC model: the user cache, ../shared/models, or a
+    download into the cache; None (said in one line) when none can be had."""
     from edgeseg import models
 
-    return models.find(models.spec_for(REAL_MODEL))
+    spec = models.spec_for(REAL_MODEL)
+    found = models.find(spec)
+    if found is not None:
+        return found
+    url = models.download_url(spec)
+    progress.say(f"the reference model {spec.name} is not cached: fetching it from {url}")
+    try:
+        return models.fetch(spec, url=url, timeout=20.0, progress=progress)
+    except (Unavailable, DataLoss) as exc:
+        reason = str(exc).split(". ")[0]
+        progress.say(f"could not fetch {spec.filename} (sha256 {spec.sha256}) from {url}: "
+                     f"{reason}. Place it by hand with 'edgeseg models fetch {spec.name} "
+                     f"--from FILE'; using the built-in model for now")
+        return None
 
 
 def export_demo_model(base: Path, input_size: int, fresh: bool, builtin: bool,
@@ -48,7 +65,7 @@ def export_demo_model(base: Path, input_size: int, fresh: bool, builtin: bool,
         if existing is not None:
             progress.say(f"reusing the demo model at {existing} (--fresh to export again)")
             return existing
-    real = None if builtin else find_real_model()
+    real = None if builtin else find_real_model(progress)
     argv = ["--output", str(base), "--force"]
     photos = demo_photos()
     if real is not None and ".tflite" in command.FILE_SOURCES:
@@ -56,8 +73,8 @@ def export_demo_model(base: Path, input_size: int, fresh: bool, builtin: bool,
         argv = [str(real), *argv]
     else:
         why = ("--builtin given" if builtin
-               else f"no reference model found (edgeseg models fetch {REAL_MODEL} gets it)"
-               if real is None else "this build has no TFLite importer")
+               else "no reference model at hand" if real is None
+               else "this build has no TFLite importer")
         progress.say(f"{why}: exporting the built-in DeepLab-v3 with RANDOM weights "
                      "(the masks will be noise; the plumbing is real)")
         argv = ["deeplabv3", *argv, "--input-size", str(input_size)]
@@ -68,10 +85,8 @@ def export_demo_model(base: Path, input_size: int, fresh: bool, builtin: bool,
 
 
 def demo_photos() -> Path:
-    """Real photos for calibration and the demo clip, when the test-data folder is there."""
-    from edgeseg import models
-
-    return models.shared_models_dir() / "images"
+    """The real photos the package ships, for calibration and the demo clip."""
+    return Path(__file__).resolve().parent / "data" / "photos"
 
 
 def port_free(port: int) -> bool:

@@ -14,6 +14,9 @@ Contract:
   beside the checkout) when present.
 * Offline, a download fails with :class:`~edgeseg.errors.Unavailable` saying so and
   how to pass a local file.
+* ``$EDGESEG_MODELS_URL`` replaces the public address's folder (a mirror, an internal
+  server, or a ``file://`` folder): the file is then fetched from
+  ``$EDGESEG_MODELS_URL/<filename>`` and checked against the same sha256.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg.errors import DataLoss, InvalidArgument, NotFound, Unavailable
+from edgeseg.progress import Progress
 
 CHUNK = 1 << 16
 ALLOWED_SCHEMES = ("https://", "http://", "file://")
+MODELS_URL_ENV = "EDGESEG_MODELS_URL"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,12 @@ def shared_models_dir() -> Path:
     return base / "models"
 
 
+def download_url(spec: ModelSpec) -> str:
+    """Where :func:`fetch` downloads ``spec`` from: ``$EDGESEG_MODELS_URL`` or the pin."""
+    base = os.environ.get(MODELS_URL_ENV, "").strip()
+    return f"{base.rstrip('/')}/{spec.filename}" if base else spec.url
+
+
 def spec_for(name: str) -> ModelSpec:
     try:
         return REFERENCE_MODELS[name]
@@ -99,8 +110,12 @@ def find(spec: ModelSpec, cache: Path | None = None) -> Path | None:
 
 
 def fetch(spec: ModelSpec, cache: Path | None = None, source: Path | None = None,
-          url: str | None = None, timeout: float = 30.0) -> Path:
-    """Put a verified copy of ``spec`` in the cache and return its path."""
+          url: str | None = None, timeout: float = 30.0,
+          progress: Progress | None = None) -> Path:
+    """Put a verified copy of ``spec`` in the cache and return its path.
+
+    ``progress`` shows the download as a byte counter (a bar on a terminal).
+    """
     cache = cache or cache_dir()
     target = cache / spec.filename
     if target.is_file() and sha256_of(target) == spec.sha256:
@@ -111,12 +126,13 @@ def fetch(spec: ModelSpec, cache: Path | None = None, source: Path | None = None
             raise NotFound(f"{source} does not exist")
         with source.open("rb") as f:
             return _store(f, spec, target, origin=str(source))
-    url = url or spec.url
+    url = url or download_url(spec)
     if not url.startswith(ALLOWED_SCHEMES):
         raise InvalidArgument(f"{url}: expected an https://, http:// or file:// address")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked)
-            return _store(response, spec, target, origin=url)
+            total = int(response.headers.get("Content-Length") or 0) or None
+            return _store(response, spec, target, origin=url, progress=progress, total=total)
     except urllib.error.HTTPError as exc:
         raise Unavailable(f"downloading {spec.name} from {url} failed: HTTP {exc.code} "
                           f"{exc.reason}. {_offline_hint(spec)}") from None
@@ -132,15 +148,22 @@ def _offline_hint(spec: ModelSpec) -> str:
             f"or export it directly: 'edgeseg export FILE --output BASE'.")
 
 
-def _store(stream: object, spec: ModelSpec, target: Path, origin: str) -> Path:
+def _store(stream: object, spec: ModelSpec, target: Path, origin: str,
+           progress: Progress | None = None, total: int | None = None) -> Path:
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", dir=target.parent)
     tmp = Path(tmp_name)
+    done = 0
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in iter(lambda: stream.read(CHUNK), b""):  # type: ignore[attr-defined]
                 digest.update(chunk)
                 out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress.transfer(f"fetching {spec.filename}", done, total)
+            if progress is not None:
+                progress.transfer(f"fetching {spec.filename}", done, done, final=True)
         if digest.hexdigest() != spec.sha256:
             raise DataLoss(f"{origin} is not the pinned {spec.name}: sha256 "
                            f"{digest.hexdigest()}, expected {spec.sha256}; nothing was cached")
@@ -182,7 +205,8 @@ def main(argv: list[str]) -> int:
                            f"'edgeseg models fetch {spec.name}'")
         print(found)
         return 0
-    path = fetch(spec, cache=args.cache_dir, source=args.source)
+    path = fetch(spec, cache=args.cache_dir, source=args.source,
+                 progress=Progress(prefix="edgeseg models"))
     print(path, file=sys.stdout)
     return 0
 

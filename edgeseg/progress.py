@@ -22,6 +22,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last_quarter = 0
 
     def say(self, message: str) -> None:
         if self.enabled:
@@ -63,6 +64,22 @@ class Progress:
                   flush=True)
         elif done == total or done % 10 == 0:
             self.say(f"{what} {done}/{total}")
+
+    def transfer(self, what: str, done: int, total: int | None, final: bool = False) -> None:
+        """A byte counter for downloads: a bar on a terminal, a line a quarter elsewhere."""
+        if not self.enabled:
+            return
+        mb = f"{done / 1e6:.1f}" + (f"/{total / 1e6:.1f} MB" if total else " MB")
+        if self.tty:
+            filled = int(30 * done / total) if total else 0
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] " if total else ""
+            print(f"\r{self.prefix}: {what} {bar}{mb}", end="\n" if final else "",
+                  file=self.stream, flush=True)
+            return
+        quarter = 4 * done // total if total else 0
+        if final or quarter > self._last_quarter:
+            self._last_quarter = 0 if final else quarter
+            self.say(f"{what} {mb}" + (" done" if final else ""))
 
     def _tick(self, what: str, started: float, stop: threading.Event) -> None:
         while not stop.wait(0.5):

@@ -126,3 +126,27 @@ def test_path_without_a_copy_says_how_to_fetch(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGESEG_SHARED", str(tmp_path / "no-shared"))
     with pytest.raises(models.NotFound, match="edgeseg models fetch deeplabv3-mnv2-voc"):
         models.main(["path", "deeplabv3-mnv2-voc"])
+
+
+def test_models_url_env_points_fetch_at_a_mirror(server, tmp_path, monkeypatch):
+    monkeypatch.setenv(models.MODELS_URL_ENV, server + "/")
+    spec = spec_for(PAYLOAD, "http://127.0.0.1:9/elsewhere/model.bin")
+    assert models.download_url(spec) == f"{server}/model.bin"
+    cached = models.fetch(spec, cache=tmp_path / "cache")
+    assert cached.read_bytes() == PAYLOAD
+    monkeypatch.delenv(models.MODELS_URL_ENV)
+    assert models.download_url(spec) == spec.url
+
+
+def test_download_progress_counts_every_byte(server, tmp_path):
+    import io
+
+    from edgeseg.progress import Progress
+
+    stream = io.StringIO()
+    spec = spec_for(PAYLOAD, f"{server}/model.bin")
+    models.fetch(spec, cache=tmp_path / "cache", progress=Progress(prefix="t", stream=stream))
+    lines = stream.getvalue().splitlines()
+    size = f"{len(PAYLOAD) / 1e6:.1f}"
+    assert lines[-1] == f"t: fetching model.bin {size}/{size} MB done"
+    assert len(lines) >= 2  # at least one quarter mark before the end
