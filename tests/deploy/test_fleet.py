@@ -36,14 +36,14 @@ def serve_argv() -> list[str]:
     return argv[1:]
 
 
-def dockerfile() -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+def dockerfile(name: str = "Dockerfile") -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", (DEPLOY / name).read_text())
     lines = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#")]
     return [(x.split(None, 1)[0].upper(), x.split(None, 1)[1]) for x in lines]
 
 
-def instruction(name: str) -> list[str]:
-    return [args for op, args in dockerfile() if op == name]
+def instruction(name: str, file: str = "Dockerfile") -> list[str]:
+    return [args for op, args in dockerfile(file) if op == name]
 
 
 def compose() -> dict:
@@ -82,10 +82,13 @@ def test_dockerfile_runs_what_the_unit_runs():
     assert instruction("USER") == ["10001:10001"]
 
 
-def test_dockerfile_copies_only_what_exists_and_the_ignore_file_lets_through():
-    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+@pytest.mark.parametrize("file", ["Dockerfile", "Dockerfile.agent"])
+def test_dockerfile_copies_only_what_exists_and_the_ignore_file_lets_through(file):
+    ignore = (DEPLOY / f"{file}.dockerignore").read_text().splitlines()
     allowed = [x[1:].rstrip("/") for x in ignore if x.startswith("!")]
-    for args in instruction("COPY"):
+    for args in instruction("COPY", file):
+        if args.startswith("--from="):
+            continue  # from a build stage, not the context
         *sources, _ = args.split()
         for source in sources:
             assert (REPO / source).exists(), source
@@ -114,10 +117,24 @@ def test_compose_mosquitto_uses_deploys_config_and_port():
     assert (DEPLOY / source).resolve() == (MOSQ / "edgeseg.conf").resolve()
 
 
+def test_agent_image_is_the_light_multi_arch_install():
+    (arg,) = [a for a in instruction("ARG", "Dockerfile.agent") if a.startswith("PYTHON_IMAGE=")]
+    name, tag = arg.split("=", 1)[1].rsplit(":", 1)
+    assert name == "python" and "slim" in tag  # Docker's official image: amd64 and arm64
+    assert instruction("FROM", "Dockerfile.agent") == ["${PYTHON_IMAGE} AS build",
+                                                        "${PYTHON_IMAGE}"]
+    (install,) = [a for a in instruction("RUN", "Dockerfile.agent") if "pip install" in a]
+    assert re.search(r"pip install /src(\s|$)", install)  # no [tensorflow] extra
+    assert "! /opt/edgeseg/bin/python -c 'import tensorflow'" in install  # and checked
+    assert json.loads(instruction("ENTRYPOINT", "Dockerfile.agent")[0]) == ["edgeseg"]
+    assert json.loads(instruction("CMD", "Dockerfile.agent")[0])[0] == "agent"
+    assert instruction("USER", "Dockerfile.agent") == ["10001:10001"]
+
+
 def test_compose_agent_finds_its_password_where_the_config_says():
     services = compose()["services"]
     agent = services["agent-front-door"]
-    assert agent["image"] == services["server"]["image"]
+    assert agent["build"]["dockerfile"] == "deploy/Dockerfile.agent"
     creds = agent["environment"]["CREDENTIALS_DIRECTORY"]
     (secret,) = agent["secrets"]
     # Compose mounts a secret at /run/secrets/<target>.
@@ -216,7 +233,7 @@ def test_k8s_agent_config_is_valid_and_points_at_the_services(tmp_path):
 
     objects = k8s_objects()
     c = container(objects, "edgeseg-agent-front-door")
-    assert c["image"] == compose()["services"]["server"]["image"]
+    assert c["image"] == compose()["services"]["agent-front-door"]["image"]
     config_path = Path(c["args"][c["args"].index("--config") + 1])
     (text,) = objects[("ConfigMap", "edgeseg-agent-front-door")]["data"].values()
     env = {e["name"]: e["value"] for e in c["env"]}
