@@ -174,6 +174,7 @@ def encode(array: Any, content: bool = False, out: Any = None) -> Any:
     proto = tensor_pb2.TensorProto() if out is None else out
     proto.Clear()
     proto.dtype = dtype
+    proto.tensor_shape.SetInParent()  # a scalar still has a (empty) shape, as TF writes it
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
     flat = array.ravel()
