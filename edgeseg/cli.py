@@ -7,6 +7,8 @@ spelling, for instance). Modules are imported only when their command runs, so
 
 An :class:`~edgeseg.errors.EdgesegError` escaping a command becomes one line on
 stderr and a non-zero exit status; anything else is a bug and keeps its traceback.
+A command that needs TensorFlow in an install without it (``pip install edgeseg``, no
+``[tensorflow]`` extra) says so in one line naming the extra and exits 2.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edgeseg.demo", "export, serve and run the whole kit on a demo clip"),
 }
 
+TENSORFLOW_HINT = "install it with: pip install 'edgeseg[tensorflow]'"
+_TENSORFLOW_PACKAGES = {"tensorflow", "tensorflow_serving", "tf_keras"}
+
 # CLI exit codes by status: usage-type errors get 2 (as argparse), the rest 1.
 _USAGE_STATUSES = {Status.INVALID_ARGUMENT, Status.ALREADY_EXISTS, Status.NOT_FOUND}
 
@@ -44,6 +49,16 @@ def _usage() -> str:
 
 def exit_code(error: EdgesegError) -> int:
     return 2 if error.status in _USAGE_STATUSES else 1
+
+
+def _lacks_tensorflow(exc: ModuleNotFoundError) -> bool:
+    return (exc.name or "").partition(".")[0] in _TENSORFLOW_PACKAGES
+
+
+def _needs_tensorflow(name: str) -> int:
+    print(f"edgeseg {name}: this command needs TensorFlow, which is not installed; "
+          f"{TENSORFLOW_HINT}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if _lacks_tensorflow(exc):
+            return _needs_tensorflow(name)
         if exc.name and module_name.startswith(exc.name):
             print(f"edgeseg: command {name!r} is not available in this build", file=sys.stderr)
             return 2
@@ -72,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgesegError as exc:
         print(f"edgeseg {name}: error: {exc.message}", file=sys.stderr)
         return exit_code(exc)
+    except ModuleNotFoundError as exc:  # a lazy import inside the command
+        if _lacks_tensorflow(exc):
+            return _needs_tensorflow(name)
+        raise
     except KeyboardInterrupt:
         print(f"edgeseg {name}: interrupted", file=sys.stderr)
         return 130

@@ -6,8 +6,8 @@ One module per concept, each opening with its contract:
 * ``capture``   the camera/file/stream reader thread that keeps only the newest frame.
 * ``queues``    the bounded queue that drops the oldest item and counts what it dropped.
 * ``backoff``   the retry-delay policy (capped exponential with jitter), pure.
-* ``protos``    the TF-Serving wire messages, without importing TensorFlow.
-* ``tensors``   numpy <-> TensorProto, pure.
+* ``protos``    short names for the TF-Serving wire messages of ``edgeseg.wire`` (no TF).
+* ``tensors``   short names over ``edgeseg.wire.tensors``, the one TensorProto codec.
 * ``inference`` the gRPC Predict client loop: pipelined, deadline, backoff, drops counted.
 * ``publisher`` the MQTT side: bounded outbox, status with Last Will, reconnects.
 * ``pipeline``  the loops joined by bounded queues; start/stop.

@@ -29,13 +29,14 @@ import cv2
 import grpc
 import numpy as np
 
-from edgeseg.agent import protos
 from edgeseg.agent.backoff import Backoff
 from edgeseg.agent.capture import Frame
 from edgeseg.agent.config import ServerConfig, TlsConfig
 from edgeseg.agent.queues import Closed, DropOldestQueue
-from edgeseg.agent.tensors import from_tensor, string_tensor, to_tensor
 from edgeseg.errors import InvalidArgument
+from edgeseg.wire.apis import get_model_metadata_pb2, model_pb2, predict_pb2
+from edgeseg.wire.services import GET_MODEL_METADATA_METHOD, PREDICT_METHOD
+from edgeseg.wire.tensors import decode, encode
 
 log = logging.getLogger("edgeseg.agent.inference")
 
@@ -46,11 +47,11 @@ OUTPUT_KEY = "segmentation_map"
 @dataclass
 class Result:
     frame: Frame
-    response: object  # protos.PredictResponse
+    response: object  # predict_pb2.PredictResponse
 
 
 def model_spec(cfg: ServerConfig, signature: str | None = None):
-    spec = protos.ModelSpec(name=cfg.model, signature_name=signature or cfg.signature)
+    spec = model_pb2.ModelSpec(name=cfg.model, signature_name=signature or cfg.signature)
     if cfg.version is not None:
         spec.version.value = cfg.version
     elif cfg.version_label:
@@ -62,15 +63,15 @@ def build_request(image_bgr: np.ndarray, cfg: ServerConfig, input_size: tuple[in
     if input_size and tuple(input_size) != image_bgr.shape[:2]:
         h, w = input_size
         image_bgr = cv2.resize(image_bgr, (w, h), interpolation=cv2.INTER_AREA)
-    request = protos.PredictRequest(model_spec=model_spec(cfg))
+    request = predict_pb2.PredictRequest(model_spec=model_spec(cfg))
     if cfg.signature == "predict_encoded":
         ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
         if not ok:
             raise InvalidArgument("JPEG encoding of the frame failed")
-        request.inputs[INPUT_KEY].CopyFrom(string_tensor([jpeg.tobytes()]))
+        request.inputs[INPUT_KEY].CopyFrom(encode(np.array([jpeg.tobytes()], dtype=object)))
     else:
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        request.inputs[INPUT_KEY].CopyFrom(to_tensor(rgb[np.newaxis]))
+        encode(rgb[np.newaxis], content=True, out=request.inputs[INPUT_KEY])
     return request
 
 
@@ -83,7 +84,7 @@ def read_response(response, frame_hw: tuple[int, int]) -> tuple[np.ndarray, int 
         tensor = next(iter(outputs.values()))
     else:
         raise InvalidArgument(f"reply has no {OUTPUT_KEY!r} output (has {sorted(outputs)})")
-    class_map = from_tensor(tensor)
+    class_map = decode(tensor, f"output {OUTPUT_KEY!r}")
     if class_map.ndim == 3 and class_map.shape[0] == 1:
         class_map = class_map[0]
     if class_map.ndim != 2:
@@ -105,7 +106,7 @@ def input_size_from_metadata(response, signature: str) -> tuple[int, int] | None
     meta = response.metadata.get("signature_def")
     if meta is None or not meta.type_url.endswith("tensorflow.serving.SignatureDefMap"):
         return None
-    sigs = protos.SignatureDefMap.FromString(meta.value).signature_def
+    sigs = get_model_metadata_pb2.SignatureDefMap.FromString(meta.value).signature_def
     if signature not in sigs or INPUT_KEY not in sigs[signature].inputs:
         return None
     dims = [d.size for d in sigs[signature].inputs[INPUT_KEY].tensor_shape.dim]
@@ -147,11 +148,11 @@ class InferenceLoop:
         self.frames, self.results, self.metrics = frames, results, metrics
         self.channel = channel or make_channel(cfg)
         self._predict = self.channel.unary_unary(
-            protos.PREDICT_METHOD, request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=protos.PredictResponse.FromString)
+            PREDICT_METHOD, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=predict_pb2.PredictResponse.FromString)
         self._metadata = self.channel.unary_unary(
-            protos.GET_MODEL_METADATA_METHOD, request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=protos.GetModelMetadataResponse.FromString)
+            GET_MODEL_METADATA_METHOD, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=get_model_metadata_pb2.GetModelMetadataResponse.FromString)
         self.input_size: tuple[int, int] | None = cfg.input_size
         self._resolved = cfg.input_size is not None
         self._slots = threading.Semaphore(cfg.max_in_flight)
@@ -208,8 +209,8 @@ class InferenceLoop:
     def _resolve(self) -> bool:
         if self._resolved:
             return True
-        request = protos.GetModelMetadataRequest(model_spec=model_spec(self.cfg),
-                                                 metadata_field=["signature_def"])
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=model_spec(self.cfg), metadata_field=["signature_def"])
         try:
             reply = self._metadata(request, timeout=self.cfg.deadline_s)
         except grpc.RpcError as exc:

@@ -24,11 +24,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from tensorflow_serving.config import model_server_config_pb2
+from google.protobuf import descriptor_pb2, message_factory, text_format
 
 from edgeseg.errors import InvalidArgument
 from edgeseg.serving.policy import PreservePolicy, VersionPolicy, VersionPolicyKind
+from edgeseg.wire.apis import model_server_config_pb2
+from edgeseg.wire.schema import POOL
 
 _EXT_PACKAGE = "edgeseg.serving"
 _RETARGET = {
@@ -70,7 +71,7 @@ def parse_preserve(text: str) -> PreservePolicy:
 
 def _extended_config_class() -> type:
     """ModelServerConfig whose ModelConfig also has saved_model_tags, aspired_version_policy."""
-    pool = descriptor_pool.Default()
+    pool = POOL  # edgeseg.wire's, where TF-free model_server_config.proto lives
     full = f"{_EXT_PACKAGE}.ModelServerConfig"
     try:
         return message_factory.GetMessageClass(pool.FindMessageTypeByName(full))

@@ -68,7 +68,7 @@ def _proto(dtype, dims, **values):
         (_proto(types_pb2.DT_FLOAT, [2], float_val=[1, 2, 3]), "3 values given for shape"),
         (_proto(types_pb2.DT_FLOAT, [3], tensor_content=b"\0" * 4), "needs 12"),
         (_proto(types_pb2.DT_FLOAT, [-1], float_val=[1]), "negative dimension"),
-        (_proto(types_pb2.DT_COMPLEX64, [1]), "DT_COMPLEX64 is not supported"),
+        (_proto(types_pb2.DT_QINT8, [1]), "DT_QINT8 is not supported"),
         (_proto(types_pb2.DT_RESOURCE, [1]), "not supported"),
     ],
 )
