@@ -76,8 +76,9 @@ def test_broker_away_outbox_keeps_the_newest_and_counts_the_rest(tmp_path, publi
     pub = publishers(broker.address, outbox_size=3)
     pub.start()
     for i in range(10):
-        pub.publish(frame_messages(i))
-    assert pub.metrics.frames_dropped["outbox"].value == 7
+        pub.ledger.enter(i)
+        pub.publish(frame_messages(i), frame_id=i)
+    assert pub.ledger.snapshot().dropped["outbox_full"] == 7
     assert not pub.connected.is_set()  # a refused TCP connect is not a connection
     broker.start()
     try:
