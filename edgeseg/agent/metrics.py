@@ -66,6 +66,10 @@ class CounterFamily:
         with self._lock:
             return self._values.get(label_value, 0.0)
 
+    def items(self) -> list[tuple[str, float]]:
+        with self._lock:
+            return sorted(self._values.items())
+
     def total(self) -> float:
         with self._lock:
             return sum(self._values.values())

@@ -7,7 +7,8 @@ Contract:
   blocks: they go into a bounded outbox; when it is full the OLDEST item is dropped
   (the frame's ledger reason: ``outbox_full``), so a broker outage costs bounded memory
   and the newest masks go out first after it.
-* One sender thread hands the outbox to paho while connected. paho's network thread
+* One sender thread hands the outbox to paho while connected, at most ``outbox_size``
+  frames' worth of messages awaiting their outcome at once. paho's network thread
   (``connect_async`` + ``loop_start``) runs the callbacks. Each message's outcome comes
   back in ``on_publish`` (callback API 2): QoS 0 when written to the socket, QoS 1 at
   PUBACK, QoS 2 at PUBCOMP, with the broker's reason code. A frame is settled in the
@@ -115,7 +116,9 @@ class Publisher:
     def _make_client(self, client_id: str, password: str | None) -> mqtt.Client:
         client = broker.make_client(self.cfg, client_id, password)
         client.will_set(self.status_topic, OFFLINE, qos=self.cfg.qos_status, retain=True)
-        client.max_queued_messages_set(self.cfg.outbox_size * 2)
+        # paho's queue is bounded by the sender instead (_wait_for_room): a full paho queue
+        # would refuse a message of a frame whose other message it took
+        client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -333,9 +336,18 @@ class Publisher:
             except Closed:
                 return
             if item is not None:
+                self._wait_for_room(len(item.messages))
                 item.waiting = len(item.messages)
                 for msg in item.messages:
                     self._send_message(item, msg)
+
+    def _wait_for_room(self, count: int) -> None:
+        """Hold the sender while paho has outbox_size frames' worth of messages without an
+        outcome (a broker slower than the camera, or one that went away): frames then wait
+        in the outbox, whose drop-oldest rule is the one bound."""
+        limit = max(2, self.cfg.outbox_size * 2)
+        while self.unsettled() + count > limit and not self._closed:
+            time.sleep(0.005)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush (within ``timeout``), publish offline, disconnect; later calls do nothing."""
@@ -366,3 +378,7 @@ class Publisher:
             left, self._tracked = list(self._tracked.values()), {}
         for item, msg in left:
             self._outcome(item, msg, lost="shutdown")
+        failed = self.metrics.publish_failures
+        reasons = ", ".join(f"{r}={n:g}" for r, n in failed.items()) or "none"
+        log.info("mqtt: closed; %d messages sent, %d not accepted (%s)",
+                 self.metrics.publishes.value, failed.total(), reasons)
