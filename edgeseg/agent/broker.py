@@ -39,7 +39,9 @@ CREDENTIAL = "mqtt-password"  # the systemd credential's name (LoadCredential=mq
 # CONNACK reason codes (MQTT 5, and 3.1.1's return codes as paho maps them) -> what to check
 _HINTS = {
     "Bad user name or password": "check the user name and the password file",
-    "Not authorized": "the broker's password file or ACL does not let this user in",
+    # Mosquitto 2 answers a wrong password with this one too
+    "Not authorized": "check the user name and the password file; the broker does not let "
+                      "this login in",
     "Client identifier not valid": "check mqtt.client_id",
     "Server unavailable": "the broker is starting or overloaded; retrying",
     "Banned": "the broker banned this client",
@@ -98,7 +100,8 @@ def refusal(address: str, reason_code) -> str:
 def connect_failure(address: str, exc: BaseException) -> str:
     """One line for a connection that failed before any CONNACK (TCP or TLS)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"TLS with the MQTT broker at {address} failed: {exc.verify_message} "
+        return (f"TLS with the MQTT broker at {address} failed: certificate verify failed: "
+                f"{exc.verify_message} "
                 "(check --mqtt-ca / mqtt.tls.ca_file and the name in the address)")
     if isinstance(exc, ssl.SSLError):
         return f"TLS with the MQTT broker at {address} failed: {exc.reason or exc}"

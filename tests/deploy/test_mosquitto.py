@@ -83,18 +83,22 @@ class Client:
         self.paho.loop_stop()
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
+def start_broker(root: Path) -> tuple[brokers.Broker, Path]:
+    """deploy/mosquitto/edgeseg.conf with USERS; (the running broker, its CA file)."""
     require("mosquitto")
     require("mosquitto_passwd")
     require("openssl")
-    root = tmp_path_factory.mktemp("mosquitto")
     etc = brokers.stage_etc(root / "etc", MOSQ / "acl", USERS)
     port = free_port()
     config = root / "edgeseg.conf"
     config.write_text(brokers.adapt((MOSQ / "edgeseg.conf").read_text(), {8883: port}, etc))
-    running = brokers.Broker(config, port).start()
-    yield running.port, etc / "certs" / "ca.crt"
+    return brokers.Broker(config, port).start(), etc / "certs" / "ca.crt"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    running, ca = start_broker(tmp_path_factory.mktemp("mosquitto"))
+    yield running.port, ca
     running.stop()
 
 
@@ -198,7 +202,12 @@ def test_wrong_ca_fails_the_tls_handshake(broker, tmp_path):
 
 @pytest.fixture
 def bridged(tmp_path):
-    """A site broker bridged (bridge.conf) to a central one (edgeseg.conf + central.conf)."""
+    yield from start_bridged(tmp_path)
+
+
+def start_bridged(tmp_path: Path):
+    """A site broker bridged (bridge.conf) to a central one (edgeseg.conf + central.conf):
+    yields ((central, its CA), (site, its CA)) and stops both after."""
     require("mosquitto")
     require("openssl")
     central_etc = brokers.stage_etc(tmp_path / "central", MOSQ / "acl",
