@@ -221,3 +221,28 @@ def test_subscribe_reads_masks_through_the_bridge(bridged, model_server, clip, t
     masks = [line for line in out.splitlines() if line.startswith("edgeseg/jetson-01/yard/mask")]
     assert len(masks) >= 3 and all("64x48" in line for line in masks)
     assert "edgeseg/jetson-01/yard/meta frame=" in out  # MQTT 5 meta crossed the bridge too
+
+
+@pytest.mark.parametrize("password, ok", [(None, True), ("wrong", False)])
+def test_view_logs_in_with_the_agents_options(broker, tmp_path, password, ok):
+    port, ca = broker
+    creds = secret(tmp_path / "viewer", "edgeseg-viewer", password)
+    view = subprocess.Popen(
+        [sys.executable, "-m", "edgeseg", "view", "--mqtt", f"127.0.0.1:{port}",
+         "--mqtt-ca", str(ca), "--mqtt-username", "edgeseg-viewer",
+         "--mqtt-password-file", str(creds / "mqtt-password"),
+         "--topic-prefix", "edgeseg/jetson-01/front", "--preview-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=ENV)
+    try:
+        if ok:
+            line = view.stdout.readline()  # printed once the broker accepted the login
+            assert "edgeseg view: preview at http://127.0.0.1:" in line
+            view.terminate()
+            assert view.wait(10) == 0
+        else:
+            assert view.wait(30) == 1
+            (line,) = view.stderr.read().strip().splitlines()
+            assert "edgeseg view: error: the MQTT broker" in line and "refused" in line
+    finally:
+        view.kill()
+        view.wait(5)
