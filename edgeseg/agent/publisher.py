@@ -214,14 +214,17 @@ class Publisher:
 
     def _outcome(self, item: Outgoing, msg: Message, reason_code=None,
                  lost: str | None = None) -> None:
+        refused = lost is None and reason_code is not None and reason_code.is_failure
         if lost is not None:
             self.metrics.publish_failures.inc(lost)
-            item.lost = item.lost or lost
-        elif reason_code is not None and reason_code.is_failure:
+        elif refused:
             self.metrics.publish_failures.inc(str(reason_code))
-            item.refused = item.refused or str(reason_code)
             self._log_refusal(msg.topic, reason_code)
-        with self._lock:
+        with self._lock:  # outcomes of one frame's messages may come from two threads
+            if lost is not None:
+                item.lost = item.lost or lost
+            elif refused:
+                item.refused = item.refused or str(reason_code)
             item.waiting -= 1
             if item.waiting > 0:
                 return
