@@ -4,7 +4,8 @@ Topics (docs/mqtt.md is the specification; this module is one reading of it):
 
 * ``<prefix>/mask``   PNG, 8-bit single channel; pixel value = class id; frame size.
 * ``<prefix>/meta``   JSON object, schema ``edgeseg/agent/meta.schema.json``.
-* ``<prefix>/status`` ``online`` / ``offline``, retained; ``offline`` is also the Last Will.
+* ``<prefix>/status`` ``online`` / ``degraded`` / ``offline``, retained; ``offline`` is also
+  the Last Will.
 
 Contract: the codec functions are pure (bytes in, arrays/dicts out) and raise
 :class:`~edgeseg.errors.InvalidArgument` on a payload that breaks the specification.

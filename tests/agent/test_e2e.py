@@ -12,6 +12,7 @@ lasts the issue's 60 s.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import statistics
 import subprocess
@@ -80,6 +81,13 @@ def test_clip_masks_reach_a_plain_subscriber(tmp_path, mosquitto, shared_real_se
 
     mask_msgs, metas = rec.of("mask"), rec.metas()
     assert len(mask_msgs) >= 5 and len(mask_msgs) == len(metas)
+    # every frame of the file ends in one place: acknowledged (= at the subscriber) or
+    # dropped by reason, nothing in flight at exit (docs/mqtt.md, "Accounting")
+    (line,) = re.findall(r"agent: stopped; frames (.*)", agent.text())
+    totals = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+    assert totals["captured"] == 30 and totals["in_flight"] == 0, line
+    assert totals["acknowledged"] == len(mask_msgs), line
+    assert totals["captured"] == totals["acknowledged"] + totals["dropped"], line
     schema = json.loads(SCHEMA_FILE.read_text())
     names = labels.read_text().split()
     by_id = {}
