@@ -4,7 +4,8 @@ Topics (docs/mqtt.md is the specification; this module is one reading of it):
 
 * ``<prefix>/mask``   PNG, 8-bit single channel; pixel value = class id; frame size.
 * ``<prefix>/meta``   JSON object, schema ``edgeseg/agent/meta.schema.json``.
-* ``<prefix>/status`` ``online`` / ``offline``, retained; ``offline`` is also the Last Will.
+* ``<prefix>/status`` ``online`` / ``degraded`` / ``offline``, retained; ``offline`` is also
+  the Last Will.
 
 Contract: the codec functions are pure (bytes in, arrays/dicts out) and raise
 :class:`~edgeseg.errors.InvalidArgument` on a payload that breaks the specification.
@@ -23,7 +24,7 @@ from importlib import resources
 import cv2
 import numpy as np
 
-from edgeseg.errors import InvalidArgument, Unavailable
+from edgeseg.errors import InvalidArgument, PermissionDenied
 
 META_SCHEMA_ID = "edgeseg.meta/1"
 MASK_CONTENT_TYPE = "image/png"
@@ -137,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="edgeseg subscribe",
         description="Print one line per mask a camera publishes (decoded from <prefix>/mask "
                     "and <prefix>/meta) and its status changes.")
-    p.add_argument("--mqtt", default="127.0.0.1:1883", help="broker HOST:PORT")
+    from edgeseg.agent import broker
+
+    broker.add_arguments(p)
     p.add_argument("--topic-prefix", default="edgeseg/+/+",
                    help="the camera's prefix; MQTT wildcards allowed (default: every camera)")
     p.add_argument("--count", type=int, default=0, help="exit after N masks (0: run until ^C)")
@@ -147,12 +150,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    import paho.mqtt.client as mqtt
+    """Exit 0 after --count masks (or at ^C), 1 on a timeout; a broker that cannot be
+    reached, refuses the login or the subscription raises one line (edgeseg.agent.broker)."""
+    from edgeseg.agent import broker
 
     args = _parser().parse_args(list(argv))
-    host, _, port = args.mqtt.rpartition(":")
+    client, cfg = broker.client_for_args(args)
     done = threading.Event()
-    seen = {"masks": 0}
+    seen: dict = {"masks": 0, "refused": None}
+    topics = [f"{args.topic_prefix}/{k}" for k in ("mask", "meta", "status")]
 
     def on_message(_client, _userdata, msg):
         kind = msg.topic.rsplit("/", 1)[-1]
@@ -174,18 +180,26 @@ def main(argv: Sequence[str]) -> int:
         except InvalidArgument as exc:
             print(f"{msg.topic}: {exc.message}", file=sys.stderr, flush=True)
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    def on_subscribe(_client, _userdata, _mid, reason_codes, _properties):
+        refused = [(t, rc) for t, rc in zip(topics, reason_codes, strict=False) if rc.is_failure]
+        if refused:
+            seen["refused"] = ", ".join(f"{t}: {rc}" for t, rc in refused)
+            done.set()
+
     client.on_message = on_message
-    client.on_connect = lambda c, *_: c.subscribe(
-        [(f"{args.topic_prefix}/{k}", 1) for k in ("mask", "meta", "status")])
-    try:
-        client.connect(host or "127.0.0.1", int(port))
-    except OSError as exc:
-        raise Unavailable(f"cannot reach the MQTT broker at {args.mqtt}: {exc}") from None
-    client.loop_start()
+    client.on_subscribe = on_subscribe
+    client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
+    broker.connect(client, cfg)
     try:
         finished = done.wait(args.timeout or None)
     finally:
-        client.loop_stop()
         client.disconnect()
-    return 0 if finished or not args.count else 1
+        client.loop_stop()
+    if seen["refused"]:
+        raise PermissionDenied(f"the MQTT broker at {cfg.address} refused the subscription "
+                               f"({seen['refused']})")
+    if args.count and not finished:
+        print(f"edgeseg subscribe: {seen['masks']} of {args.count} masks within "
+              f"{args.timeout:g} s", file=sys.stderr)
+        return 1
+    return 0

@@ -75,10 +75,10 @@ class MaskViewer:
 
 
 def main(argv: list[str]) -> int:
-    import paho.mqtt.client as mqtt
+    from edgeseg.agent import broker
 
     p = argparse.ArgumentParser(prog="edgeseg view", description=__doc__.split("\n\n")[0])
-    p.add_argument("--mqtt", default="127.0.0.1:1883", metavar="HOST:PORT")
+    broker.add_arguments(p)
     p.add_argument("--topic-prefix", required=True, help="the camera's prefix, e.g. "
                    "edgeseg/jetson-1/front")
     p.add_argument("--preview-port", type=int, default=8080)
@@ -86,20 +86,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--labels", help="class names file (default: PASCAL VOC)")
     p.add_argument("--max-fps", type=float, default=10.0)
     args = p.parse_args(argv)
-    host, _, port = args.mqtt.rpartition(":")
-    if not host or not port.isdigit():
-        raise InvalidArgument(f"--mqtt must be HOST:PORT, got {args.mqtt!r}")
+    client, cfg = broker.client_for_args(args)
     names = read_labels(args.labels) if args.labels else list(VOC_CLASSES)
     hub = PreviewHub(names, voc_palette(max(len(names), 1)), max_fps=args.max_fps)
     viewer = MaskViewer(hub, args.topic_prefix)
-    server = PreviewServer(hub, args.preview_host, args.preview_port,
-                           title=args.topic_prefix).start()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_connect = lambda c, *_: [c.subscribe(t, qos=0) for t in viewer.topics()]
     client.on_message = lambda _c, _u, m: viewer.on_message(
         m.topic, m.payload, user_property(m, "frame_id"))
-    client.connect_async(host, int(port))
-    client.loop_start()
+    broker.connect(client, cfg)  # a refused login or TLS failure: one line, exit 1
+    server = PreviewServer(hub, args.preview_host, args.preview_port,
+                           title=args.topic_prefix).start()
     print(f"edgeseg view: preview at {server.url} for {args.topic_prefix} on {args.mqtt}",
           flush=True)
     done = threading.Event()

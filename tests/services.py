@@ -6,7 +6,9 @@ tests/conftest.py do it even when a test fails).
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -61,12 +63,21 @@ def mosquitto_binary() -> str | None:
 
 
 class Mosquitto:
-    """Debian's mosquitto on a free loopback port; stop/start keep the port."""
+    """Debian's mosquitto on a free loopback port; stop/start keep the port.
 
-    def __init__(self, workdir: Path) -> None:
+    ``extra`` lines are appended to the config; with ``persistence true`` among them the
+    state directory is ``workdir``, so a stop (SIGTERM: Mosquitto saves its state) and a
+    start is a broker restart that keeps sessions and queued QoS 1/2 messages.
+    """
+
+    def __init__(self, workdir: Path, extra: str = "") -> None:
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        # as root, Mosquitto would switch to user mosquitto, who cannot write its state
+        # into pytest's 0700 folders
+        user = f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             f"persistence_location {workdir}/\n{user}{extra}\n")
         self.log = workdir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
 

@@ -9,7 +9,11 @@ One module per concept, each opening with its contract:
 * ``protos``    short names for the TF-Serving wire messages of ``edgeseg.wire`` (no TF).
 * ``tensors``   short names over ``edgeseg.wire.tensors``, the one TensorProto codec.
 * ``inference`` the gRPC Predict client loop: pipelined, deadline, backoff, drops counted.
-* ``publisher`` the MQTT side: bounded outbox, status with Last Will, reconnects.
+* ``broker``    reaching an MQTT broker (TLS, login, why a connect failed); shared with
+                ``edgeseg subscribe`` and ``edgeseg view``.
+* ``publisher`` the MQTT side: bounded outbox, every message's outcome (PUBACK reason
+                codes), status with Last Will (online/degraded/offline), reconnects.
+* ``ledger``    where every captured frame ended: acknowledged or dropped by reason.
 * ``pipeline``  the loops joined by bounded queues; start/stop.
 * ``metrics``   counters/histograms and their Prometheus text page.
 * ``health``    sd_notify (READY, WATCHDOG, STOPPING) over $NOTIFY_SOCKET.

@@ -25,7 +25,8 @@ _OVERRIDES = {
     "model_version": "server.version", "version_label": "server.version_label",
     "deadline": "server.deadline_s", "max_in_flight": "server.max_in_flight",
     "input_size": "server.input_size",
-    "mqtt": "mqtt.address", "topic_prefix": "mqtt.topic_prefix", "qos": "mqtt.qos_meta",
+    "mqtt": "mqtt.address", "topic_prefix": "mqtt.topic_prefix",
+    "qos_mask": "mqtt.qos_mask", "qos_meta": "mqtt.qos_meta", "qos_status": "mqtt.qos_status",
     "mqtt_username": "mqtt.username", "mqtt_password_file": "mqtt.password_file",
     "mqtt_password_env": "mqtt.password_env", "mqtt_ca": "mqtt.tls.ca_file",
     "mqtt_cert": "mqtt.tls.cert_file", "mqtt_key": "mqtt.tls.key_file",
@@ -73,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--topic-prefix", help="default edgeseg/<device-id>/<camera>")
     g.add_argument("--device-id", help="default: the host name")
     g.add_argument("--camera", help="camera name (default cam0)")
-    g.add_argument("--qos", type=int, choices=[0, 1, 2], help="QoS of meta")
+    g.add_argument("--qos", type=int, choices=[0, 1, 2],
+                   help="QoS of every topic (mask, meta, status); the flags below override it")
+    for topic, default in (("mask", 1), ("meta", 1), ("status", 1)):
+        g.add_argument(f"--qos-{topic}", type=int, choices=[0, 1, 2],
+                       help=f"QoS of <prefix>/{topic} (default {default})")
     g.add_argument("--mqtt-username")
     g.add_argument("--mqtt-password-file", help="file whose first line is the password")
     g.add_argument("--mqtt-password-env", help="environment variable holding the password")
@@ -97,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_config(args: argparse.Namespace) -> config_mod.AgentConfig:
     overrides = {key: getattr(args, dest) for dest, key in _OVERRIDES.items()}
+    for topic in ("mask", "meta", "status"):  # --qos N is the default of --qos-TOPIC
+        if overrides[f"mqtt.qos_{topic}"] is None:
+            overrides[f"mqtt.qos_{topic}"] = args.qos
     return config_mod.load(args.config, overrides)
 
 

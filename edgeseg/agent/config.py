@@ -115,9 +115,14 @@ class MqttConfig(_Strict):
     address: str = Field("127.0.0.1:1883", description="Broker HOST:PORT.")
     topic_prefix: str | None = Field(None, description="Default edgeseg/<device_id>/<camera>.")
     client_id: str | None = Field(None, description="Default edgeseg-<device_id>-<camera>.")
-    qos_mask: Literal[0, 1, 2] = 0
+    qos_mask: Literal[0, 1, 2] = Field(1, description="1: acknowledged masks survive a "
+                                       "broker restart (docs/mqtt.md, Accounting).")
     qos_meta: Literal[0, 1, 2] = 1
     qos_status: Literal[0, 1, 2] = 1
+    session_expiry_s: int = Field(3600, ge=0, description="MQTT 5 session expiry: the "
+                                  "broker keeps the session this long across a restart.")
+    degraded_after: int = Field(5, ge=1, description="Frames refused by the broker in a "
+                                "row before the status goes to degraded.")
     keepalive_s: int = Field(15, ge=2, description="Broker sends the Last Will after ~1.5x this.")
     outbox_size: int = Field(64, ge=1, description="Messages kept while the broker is away; "
                              "the oldest are dropped and counted beyond it.")

@@ -11,7 +11,8 @@ Contract:
   requests outstanding), THEN the newest frame — so a frame never waits for a slot and
   goes stale — and sends it with ``future()`` so transfer and compute overlap. Replies
   arrive on gRPC's threads, which only put a :class:`Result` into the bounded result
-  queue. A failed call drops its frame (counted) and the next send waits a capped,
+  queue. A failed call drops its frame (the ledger counts it: ``server_unavailable`` or
+  ``inference_error``) and the next send waits a capped,
   jittered backoff; frames arriving meanwhile replace each other in the size-1 capture
   queue (counted there), so nothing queues without bound while the server is down.
 * When the frame queue is closed the loop waits for its in-flight calls (each bounded
@@ -115,6 +116,18 @@ def input_size_from_metadata(response, signature: str) -> tuple[int, int] | None
     return None
 
 
+# The server could not be reached or did not answer in time: retrying may help. Every
+# other failure is the server answering with an error (bad input, model missing, bug).
+_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+
+
+def drop_reason(exc) -> str:
+    """The ledger's reason for a frame whose Predict call failed with ``exc``."""
+    code = exc.code() if hasattr(exc, "code") else None
+    return "server_unavailable" if code in _UNAVAILABLE else "inference_error"
+
+
 def make_channel(cfg: ServerConfig) -> grpc.Channel:
     size = cfg.max_message_mb * 1024 * 1024
     options = [
@@ -186,7 +199,7 @@ class InferenceLoop:
                 if frame is None or not self._wait_retry() or not self._resolve():
                     self._slots.release()
                     if frame is not None:
-                        self._dropped(frame)
+                        self._dropped(frame, "server_unavailable")
                     continue
                 self._send(frame)
             self._drain()
@@ -203,8 +216,8 @@ class InferenceLoop:
         """False while a backoff after a failure is still running (the frame is dropped)."""
         return time.monotonic() >= self._retry_at
 
-    def _dropped(self, frame: Frame) -> None:
-        self.metrics.drop("server_error")
+    def _dropped(self, frame: Frame, reason: str) -> None:
+        self.metrics.ledger.drop(frame.id, reason)
 
     def _resolve(self) -> bool:
         if self._resolved:
@@ -230,7 +243,7 @@ class InferenceLoop:
         except InvalidArgument as exc:
             log.error("inference: %s", exc.message)
             self._slots.release()
-            self._dropped(frame)
+            self._dropped(frame, "inference_error")
             return
         sent = time.monotonic()
         frame.timings["queue"] = sent - frame.captured_mono
@@ -248,7 +261,7 @@ class InferenceLoop:
             exc = future.exception()
             if exc is not None:
                 self._failed(exc)
-                self._dropped(frame)
+                self._dropped(frame, drop_reason(exc))
                 return
             frame.timings["inference"] = time.monotonic() - sent
             self._recovered()

@@ -1,6 +1,8 @@
 """The agent's counters and latency histograms, and their Prometheus text page.
 
 Contract: every metric is thread-safe (one lock each; the hot path is an add under it).
+Where frames end up is not counted here but in :class:`~edgeseg.agent.ledger.Ledger`
+(``metrics.ledger``), whose totals the page includes.
 :meth:`AgentMetrics.render` returns the Prometheus text exposition format 0.0.4;
 :class:`MetricsServer` serves it at ``/metrics`` from a daemon thread, bound to
 127.0.0.1 unless configured otherwise. No client library: the format is a few lines.
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import http.server
 import threading
+
+from edgeseg.agent.ledger import Ledger
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -44,6 +48,39 @@ class Gauge(Counter):
             self.value = float(value)
 
 
+class CounterFamily:
+    """Counters of one name told apart by one label whose values appear as they occur."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, help_: str, label: str) -> None:
+        self.name, self.help, self.label = name, help_, label
+        self._lock = threading.Lock()
+        self._values: dict[str, float] = {}
+
+    def inc(self, label_value: str, amount: float = 1.0) -> None:
+        with self._lock:
+            self._values[label_value] = self._values.get(label_value, 0.0) + amount
+
+    def value(self, label_value: str) -> float:
+        with self._lock:
+            return self._values.get(label_value, 0.0)
+
+    def items(self) -> list[tuple[str, float]]:
+        with self._lock:
+            return sorted(self._values.items())
+
+    def total(self) -> float:
+        with self._lock:
+            return sum(self._values.values())
+
+    def samples(self) -> list[str]:
+        with self._lock:
+            items = sorted(self._values.items())
+        return [f'{self.name}{_labels({self.label: v.replace(chr(34), "")})} {n:g}'
+                for v, n in items]
+
+
 class Histogram:
     kind = "histogram"
 
@@ -74,22 +111,23 @@ class Histogram:
 
 class AgentMetrics:
     STAGES = ("queue", "inference", "postprocess", "total")
-    DROP_REASONS = ("capture_queue", "server_error", "stale", "result_queue", "outbox")
+    STATES = ("online", "offline", "degraded")
 
     def __init__(self) -> None:
         p = "edgeseg_agent_"
-        self.frames_captured = Counter(p + "frames_captured_total", "Frames read from the source.")
+        self.ledger = Ledger()
+        self.source_frames = Counter(p + "source_frames_total",
+                                     "Frames the capture thread read and handed on.")
         self.frames_processed = Counter(p + "frames_processed_total",
                                         "Frames whose mask came back from the server.")
-        self.masks_published = Counter(p + "masks_published_total", "Masks handed to MQTT.")
-        self.frames_dropped = {r: Counter(p + "frames_dropped_total",
-                                          "Frames or masks dropped, by where.", reason=r)
-                               for r in self.DROP_REASONS}
         self.latency = {s: Histogram(p + "stage_latency_seconds",
-                                     "Per-stage latency (total = capture to publish).", stage=s)
+                                     "Per-stage latency (total = capture to acknowledged).",
+                                     stage=s)
                         for s in self.STAGES}
-        self.publish_failures = Counter(p + "publish_failures_total",
-                                        "MQTT publish calls that failed.")
+        self.publishes = Counter(p + "publishes_total", "MQTT messages handed to the client.")
+        self.publish_failures = CounterFamily(
+            p + "publish_failures_total", "MQTT messages not accepted, by reason (the "
+            "broker's reason code, or the client's).", "reason")
         self.inference_errors = Counter(p + "inference_errors_total", "Predict calls that failed.")
         self.source_reconnects = Counter(p + "source_reconnects_total",
                                          "Attempts to (re)open the source.")
@@ -97,18 +135,29 @@ class AgentMetrics:
         self.source_up = Gauge(p + "source_up", "1 while the source delivers frames.")
         self.mqtt_connected = Gauge(p + "mqtt_connected", "1 while connected to the broker.")
         self.in_flight = Gauge(p + "requests_in_flight", "Predict calls awaiting a reply.")
+        self.status = {s: Gauge(p + "status", "1 for the agent's current <prefix>/status "
+                                "(online, offline, degraded).", status=s) for s in self.STATES}
+        self.set_status("online")
+
+    @property
+    def frames_captured(self) -> Counter:
+        """What the capture thread counts as it hands frames on (capture.py's name)."""
+        return self.source_frames
+
+    def set_status(self, state: str) -> None:
+        for name, gauge in self.status.items():
+            gauge.set(1 if name == state else 0)
 
     def _all(self) -> list:
         out = []
         for value in vars(self).values():
+            if isinstance(value, Ledger):
+                continue
             out += list(value.values()) if isinstance(value, dict) else [value]
         return out
 
-    def drop(self, reason: str, count: int = 1) -> None:
-        self.frames_dropped[reason].inc(count)
-
     def render(self) -> str:
-        lines: list[str] = []
+        lines: list[str] = self.ledger.samples()
         seen: set[str] = set()
         for metric in self._all():
             if metric.name not in seen:

@@ -8,11 +8,13 @@ lifecycle. :meth:`run` blocks until :meth:`stop` is called (SIGTERM), the file s
 ends, ``max_frames`` masks were encoded, or a loop dies of a bug (exit status 1 then);
 then it shuts down in data order — capture
 stops, in-flight Predict calls finish (bounded by the deadline), queued masks are
-encoded and flushed, ``offline`` is published — and returns 0. Every queue is bounded;
-each drop is counted in the metrics, by where it happened. Masks go out in frame order:
-a pipelined reply that arrives after a newer frame's mask was published is dropped
-(reason ``stale``). This module only wires and
-encodes; policy lives in the parts.
+encoded and flushed, ``offline`` is published — and returns 0. Every queue is bounded.
+Every frame is entered in the ledger (:mod:`edgeseg.agent.ledger`) as it enters the frame
+slot and settled once — acknowledged by the broker, or dropped with the reason of the
+stage that dropped it; at exit what is left is dropped as ``shutdown`` and the totals are
+logged as one line. Masks go out in frame order: a pipelined reply that arrives after a
+newer frame's mask was published is dropped (reason ``stale``). This module only wires
+and encodes; policy lives in the parts.
 """
 
 from __future__ import annotations
@@ -98,13 +100,15 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.labels = read_labels(cfg.labels_file)
         self.health = Health(cfg.health.stall_s, env)
+        self.ledger = ledger = m.ledger
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(
-            1, on_drop=lambda _f: m.drop("capture_queue"))
+            1, on_put=lambda f: ledger.enter(f.id),
+            on_drop=lambda f: ledger.drop(f.id, "capture_overwritten"))
         self.results: DropOldestQueue[Result] = DropOldestQueue(
-            cfg.result_queue, on_drop=lambda _r: m.drop("result_queue"))
+            cfg.result_queue, on_drop=lambda r: ledger.drop(r.frame.id, "result_overwritten"))
         self.publisher = Publisher(cfg.mqtt, cfg.topic_prefix,
                                    cfg.mqtt.client_id or f"edgeseg-{cfg.device_id}-{cfg.camera}",
-                                   m, read_password(cfg.mqtt, env))
+                                   m, read_password(cfg.mqtt, env), on_status=self._mqtt_status)
         self.capture = Capture(cfg.source, self.frames, self.stop_event, m,
                                on_state=self._source_state, on_frame=self.health.frame_seen)
         self.inference = InferenceLoop(cfg.server, self.frames, self.results, m)
@@ -126,8 +130,10 @@ class Pipeline:
         self.publisher.set_available(up)
         self.health.status("publishing masks" if up else f"source {self.cfg.source.uri} lost")
 
-    def _published(self, messages: list[Message]) -> None:
-        self.metrics.masks_published.inc()
+    def _mqtt_status(self, state: str, why: str) -> None:
+        self.health.status(f"degraded: {why}" if state == "degraded" else "publishing masks")
+
+    def _acknowledged(self, messages: list[Message]) -> None:
         captured = messages[0].captured_mono
         if captured is not None:
             self.metrics.latency["total"].observe(time.monotonic() - captured)
@@ -151,11 +157,12 @@ class Pipeline:
             if result is None:
                 continue
             if self.cfg.max_frames and self.encoded >= self.cfg.max_frames:
-                continue  # draining after the last wanted frame
+                self.ledger.drop(result.frame.id, "shutdown")  # after the last wanted frame
+                continue
             if result.frame.id <= self.last_frame_id:
                 # pipelined replies can come back out of order; a mask older than one
                 # already published would move subscribers back in time
-                self.metrics.drop("stale")
+                self.ledger.drop(result.frame.id, "stale")
                 continue
             self.last_frame_id = result.frame.id
             try:
@@ -163,11 +170,11 @@ class Pipeline:
                                          signature)
             except EdgesegError as exc:
                 log.error("agent: dropping a reply: %s", exc.message)
-                self.metrics.drop("server_error")
+                self.ledger.drop(result.frame.id, "inference_error")
                 continue
             for stage in ("queue", "inference", "postprocess"):
                 self.metrics.latency[stage].observe(result.frame.timings.get(stage, 0.0))
-            self.publisher.publish(encoded.messages)
+            self.publisher.publish(encoded.messages, result.frame.id)
             self._notify_observers(result.frame, encoded)
             self.encoded += 1
             if self.cfg.max_frames and self.encoded >= self.cfg.max_frames:
@@ -197,7 +204,7 @@ class Pipeline:
         if self.preview is not None:
             self.preview.start()
         self.health.start()
-        self.publisher.start(on_published=self._published)
+        self.publisher.start(on_acknowledged=self._acknowledged)
         self.inference.start()
         self._encoder.start()
         self.capture.start()
@@ -226,6 +233,7 @@ class Pipeline:
         if self.preview is not None:
             self.preview.close()
         self.inference.close()
+        totals = self.ledger.close("shutdown")  # what no stage settled in time
         if self.metrics_server is not None:
             self.metrics_server.close()
-        log.info("agent: stopped (%d masks published)", int(self.metrics.masks_published.value))
+        log.info("agent: stopped; %s", totals.line())

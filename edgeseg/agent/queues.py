@@ -5,7 +5,9 @@ queue already holds ``maxsize`` items the oldest is discarded and ``dropped`` go
 one (so a consumer always sees the newest data — a camera frame queue of size 1 is the
 "keep only the latest frame" slot). ``get`` blocks the consumer up to a timeout. Every
 method is thread-safe. ``close`` wakes blocked consumers; after it ``get`` returns
-whatever is left and then raises :class:`Closed`.
+whatever is left and then raises :class:`Closed`. ``on_put(item)`` runs before an item
+becomes visible to the consumer and ``on_drop(item)`` after it was discarded (both outside
+the lock) — the frame ledger's hooks: an item is entered before anyone can settle it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class Closed(Exception):
 
 
 class DropOldestQueue(Generic[T]):
-    def __init__(self, maxsize: int, on_drop=None) -> None:
+    def __init__(self, maxsize: int, on_drop=None, on_put=None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self.maxsize = maxsize
@@ -30,10 +32,13 @@ class DropOldestQueue(Generic[T]):
         self._cond = threading.Condition()
         self._closed = False
         self._on_drop = on_drop  # called with the dropped item, outside the lock
+        self._on_put = on_put  # called with each new item before it is queued
         self.dropped = 0
         self.put_count = 0
 
     def put(self, item: T) -> None:
+        if self._on_put is not None:
+            self._on_put(item)
         dropped = None
         with self._cond:
             self.put_count += 1
@@ -59,6 +64,12 @@ class DropOldestQueue(Generic[T]):
     def get_nowait(self) -> T | None:
         with self._cond:
             return self._items.popleft() if self._items else None
+
+    def take_all(self) -> list[T]:
+        """Empty the queue, returning what it held (oldest first)."""
+        with self._cond:
+            items, self._items = list(self._items), collections.deque()
+            return items
 
     def close(self) -> None:
         with self._cond:

@@ -12,6 +12,7 @@ lasts the issue's 60 s.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import statistics
 import subprocess
@@ -80,6 +81,13 @@ def test_clip_masks_reach_a_plain_subscriber(tmp_path, mosquitto, shared_real_se
 
     mask_msgs, metas = rec.of("mask"), rec.metas()
     assert len(mask_msgs) >= 5 and len(mask_msgs) == len(metas)
+    # every frame of the file ends in one place: acknowledged (= at the subscriber) or
+    # dropped by reason, nothing in flight at exit (docs/mqtt.md, "Accounting")
+    (line,) = re.findall(r"agent: stopped; frames (.*)", agent.text())
+    totals = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+    assert totals["captured"] == 30 and totals["in_flight"] == 0, line
+    assert totals["acknowledged"] == len(mask_msgs), line
+    assert totals["captured"] == totals["acknowledged"] + totals["dropped"], line
     schema = json.loads(SCHEMA_FILE.read_text())
     names = labels.read_text().split()
     by_id = {}
@@ -143,7 +151,7 @@ def test_broker_restarted_mid_stream(tmp_path, mosquitto, shared_real_server, ag
     wait_until(lambda: rec.statuses()[-1:] == ["online"], 20, what="online again")
     wait_until(lambda: len(rec.of("mask")) >= masks_before + 10, 30, what="publishing resumes")
     metrics = scrape(port)
-    assert metrics['edgeseg_agent_frames_dropped_total{reason="outbox"}'] >= 1
+    assert metrics['edgeseg_agent_frames_dropped_total{reason="outbox_full"}'] >= 1
     assert metrics["edgeseg_agent_mqtt_connects_total"] >= 2
     assert agent.rss_kib() < rss_before * 1.2  # the outage cost bounded memory
     assert agent.terminate() == 0
@@ -161,13 +169,13 @@ def test_server_killed_and_restarted_mid_stream(tmp_path, mosquitto, real_model,
         wait_until(lambda: len(rec.of("mask")) >= 5, 60, what="masks")
         server.kill()
         time.sleep(2.0)
-        dropped = scrape(port)['edgeseg_agent_frames_dropped_total{reason="server_error"}']
+        dropped = scrape(port)['edgeseg_agent_frames_dropped_total{reason="server_unavailable"}']
         assert dropped >= 1
         n = len(rec.of("mask"))
         server.start()
         wait_until(lambda: len(rec.of("mask")) >= n + 5, 60, what="masks after the restart")
         assert agent.proc.poll() is None  # kept running throughout
-        after = scrape(port)['edgeseg_agent_frames_dropped_total{reason="server_error"}']
+        after = scrape(port)['edgeseg_agent_frames_dropped_total{reason="server_unavailable"}']
         assert after >= dropped
         text = agent.text()
         assert "Predict on" in text and "UNAVAILABLE" in text and "answers again" in text
@@ -231,7 +239,7 @@ def test_model_slower_than_camera_latency_stays_flat(tmp_path, mosquitto, agent_
         assert statistics.median(late) < statistics.median(early) + max(0.1, inference)
         assert max(v for _, v in latency[5:]) < 1.0 + 4 * inference
         metrics = scrape(port)
-        assert metrics['edgeseg_agent_frames_dropped_total{reason="capture_queue"}'] > 300
+        assert metrics['edgeseg_agent_frames_dropped_total{reason="capture_overwritten"}'] > 300
         assert agent.terminate() == 0
     finally:
         server.stop()
@@ -317,7 +325,7 @@ def test_soak_2000_masks_through_every_stage(tmp_path, mosquitto, fake_server, a
     samples = []  # (masks published, rss)
     while agent.proc.poll() is None:
         try:
-            published = scrape(port)["edgeseg_agent_masks_published_total"]
+            published = scrape(port)["edgeseg_agent_frames_acknowledged_total"]
         except OSError:
             break  # exiting
         samples.append((published, agent.rss_kib()))

@@ -90,7 +90,8 @@ def feed(frames: DropOldestQueue, stop: threading.Event, fps: float = 50):
 def make_loop(port, metrics, **kw):
     cfg = ServerConfig(address=f"127.0.0.1:{port}", backoff_initial_s=0.1, backoff_max_s=0.5,
                        deadline_s=2, **kw)
-    frames = DropOldestQueue(1, on_drop=lambda _f: metrics.drop("capture_queue"))
+    frames = DropOldestQueue(1, on_put=lambda f: metrics.ledger.enter(f.id),
+                             on_drop=lambda f: metrics.ledger.drop(f.id, "capture_overwritten"))
     results = DropOldestQueue(64)
     return InferenceLoop(cfg, frames, results, metrics), frames, results
 
@@ -115,7 +116,8 @@ def test_requests_are_pipelined_up_to_max_in_flight():
     mask, version = read_response(res[0].response, res[0].frame.image.shape[:2])
     assert mask.shape == (24, 32) and version == 1
     assert res[0].frame.timings["inference"] >= 0.2
-    assert metrics.frames_dropped["capture_queue"].value > 0  # camera faster than 3/0.2 s
+    # camera faster than 3/0.2 s
+    assert metrics.ledger.snapshot().dropped["capture_overwritten"] > 0
 
 
 def test_server_down_drops_and_counts_then_recovers():
@@ -130,7 +132,7 @@ def test_server_down_drops_and_counts_then_recovers():
         time.sleep(1.5)
         assert len(results) == 0
         errors = metrics.inference_errors.value
-        dropped = metrics.frames_dropped["server_error"].value
+        dropped = metrics.ledger.snapshot().dropped["server_unavailable"]
         assert errors >= 2 and dropped >= errors
         assert errors <= 20  # backoff: not one failing call per frame (75 frames came)
         server, fake, _ = serve(port)

@@ -41,7 +41,7 @@ def test_build_messages_follows_docs_mqtt():
     enc = build_messages(config(), frame, reply(small), ["background"], "serving_default")
     mask_msg, meta_msg = enc.messages
     assert mask_msg.topic == "edgeseg/d1/door/mask" and meta_msg.topic == "edgeseg/d1/door/meta"
-    assert (mask_msg.qos, meta_msg.qos) == (0, 1)
+    assert (mask_msg.qos, meta_msg.qos) == (1, 1)  # acknowledged masks survive a restart
     mask = masks.decode_mask(mask_msg.payload)
     assert mask.shape == (4, 6) and (mask == enc.class_map).all()
     assert mask[0, 3:].tolist() == [15, 15, 15] and mask[2:].max() == 0
@@ -90,7 +90,8 @@ def test_pipeline_runs_to_max_frames_and_observers_see_each_mask(tmp_path, mosqu
     assert done == [0]
     assert len(seen) == 6 and all(s[1] == (48, 64) and s[0] == s[2] for s in seen)
     assert [s[0] for s in seen] == sorted(s[0] for s in seen)
-    assert pipeline.metrics.masks_published.value == 6
+    totals = pipeline.ledger.snapshot()
+    assert totals.acknowledged == 6 and totals.in_flight == 0 and totals.balanced
     wait_until(lambda: len(rec.metas()) == 6 and rec.statuses()[-1:] == ["offline"], 5,
                what="6 masks then offline at the subscriber")
     assert len(rec.of("mask")) == 6
@@ -120,12 +121,14 @@ def test_out_of_order_replies_are_dropped_as_stale():
     from edgeseg.agent.inference import Result
 
     pipeline = Pipeline(config(), env={})  # nothing started: the outbox just fills
-    for frame_id in (2, 1, 3, 3):
+    for frame_id in (2, 1, 3, 0):
         frame = Frame(frame_id, np.zeros((2, 2, 3), np.uint8), time.time(), time.monotonic())
+        pipeline.ledger.enter(frame_id)
         pipeline.results.put(Result(frame, reply(np.zeros((2, 2), np.uint8))))
     pipeline.results.close()
     pipeline._encode_all()
-    sent = [json.loads(pipeline.publisher.outbox.get(0)[1].payload)["frame_id"]
+    sent = [json.loads(pipeline.publisher.outbox.get(0).messages[1].payload)["frame_id"]
             for _ in range(len(pipeline.publisher.outbox))]
     assert sent == [2, 3]
-    assert pipeline.metrics.frames_dropped["stale"].value == 2
+    totals = pipeline.ledger.snapshot()
+    assert totals.dropped["stale"] == 2 and totals.in_flight == 2  # 2 and 3 in the outbox

@@ -76,8 +76,9 @@ def test_broker_away_outbox_keeps_the_newest_and_counts_the_rest(tmp_path, publi
     pub = publishers(broker.address, outbox_size=3)
     pub.start()
     for i in range(10):
-        pub.publish(frame_messages(i))
-    assert pub.metrics.frames_dropped["outbox"].value == 7
+        pub.ledger.enter(i)
+        pub.publish(frame_messages(i), frame_id=i)
+    assert pub.ledger.snapshot().dropped["outbox_full"] == 7
     assert not pub.connected.is_set()  # a refused TCP connect is not a connection
     broker.start()
     try:
@@ -157,3 +158,17 @@ def test_free_port_has_no_broker():
     pub = Publisher(MqttConfig(address=f"127.0.0.1:{free_port()}"), PREFIX, "x", AgentMetrics())
     pub.publish(frame_messages(1))
     assert len(pub.outbox) == 1
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], (1, 1, 1)),
+    (["--qos", "0"], (0, 0, 0)),
+    (["--qos", "0", "--qos-status", "1"], (0, 0, 1)),
+    (["--qos-mask", "2", "--qos-meta", "0"], (2, 0, 1)),
+])
+def test_per_topic_qos_flags(flags, expected):
+    """docs/mqtt.md's table: --qos sets every topic, --qos-TOPIC overrides it."""
+    from edgeseg.agent import command
+
+    cfg = command.load_config(command.build_parser().parse_args(["--source", "0", *flags]))
+    assert (cfg.mqtt.qos_mask, cfg.mqtt.qos_meta, cfg.mqtt.qos_status) == expected

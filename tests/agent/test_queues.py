@@ -48,3 +48,14 @@ def test_close_wakes_a_blocked_consumer_and_drains_first():
 def test_size_zero_is_refused():
     with pytest.raises(ValueError):
         DropOldestQueue(0)
+
+
+def test_on_put_sees_each_item_before_a_consumer_can():
+    entered, dropped = [], []
+    q = DropOldestQueue(2, on_drop=dropped.append,
+                        on_put=lambda item: entered.append((item, len(q))))
+    for i in range(4):
+        q.put(i)
+    assert entered == [(0, 0), (1, 1), (2, 2), (3, 2)]  # before it was queued
+    assert dropped == [0, 1]
+    assert q.take_all() == [2, 3] and len(q) == 0

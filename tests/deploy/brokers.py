@@ -4,8 +4,9 @@ Contract: :func:`make_pki` writes a throw-away CA and certificates with the open
 (Debian package openssl; Python's ``cryptography`` is not in .venv). :func:`adapt` turns
 a deploy/ config into one this test can run, changing only what must change on a test box:
 each ``listener PORT`` becomes ``listener FREE_PORT 127.0.0.1``, bridge addresses point at
-the test's ports, ``/etc/mosquitto/edgeseg/`` becomes the test's folder, and log lines go to
-stderr. Everything else — TLS settings, password file, ACL, bridge options — is used
+the test's ports, ``/etc/mosquitto/edgeseg/`` becomes the test's folder, which is also the
+state directory (``persistence_location``, which Debian's mosquitto.conf sets), and log
+lines go to stderr. Everything else — TLS settings, password file, ACL, bridge options — is used
 as written. :class:`Broker` starts ``mosquitto -c`` as a child process, waits until its
 port accepts connections, and :meth:`Broker.stop` kills it (fixtures call it on teardown).
 """
@@ -67,7 +68,7 @@ def adapt(text: str, ports: dict[int, int], etc: Path) -> str:
     text = text.replace(ETC, f"{etc}/")
     # Run as whoever runs the tests: as root, Mosquitto would otherwise switch to the user
     # mosquitto, who cannot read pytest's private temporary folders.
-    return text + f"\nlog_dest stderr\nuser {getpass.getuser()}\n"
+    return text + f"\nlog_dest stderr\nuser {getpass.getuser()}\npersistence_location {etc}/\n"
 
 
 @dataclass

@@ -83,18 +83,22 @@ class Client:
         self.paho.loop_stop()
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
+def start_broker(root: Path) -> tuple[brokers.Broker, Path]:
+    """deploy/mosquitto/edgeseg.conf with USERS; (the running broker, its CA file)."""
     require("mosquitto")
     require("mosquitto_passwd")
     require("openssl")
-    root = tmp_path_factory.mktemp("mosquitto")
     etc = brokers.stage_etc(root / "etc", MOSQ / "acl", USERS)
     port = free_port()
     config = root / "edgeseg.conf"
     config.write_text(brokers.adapt((MOSQ / "edgeseg.conf").read_text(), {8883: port}, etc))
-    running = brokers.Broker(config, port).start()
-    yield running.port, etc / "certs" / "ca.crt"
+    return brokers.Broker(config, port).start(), etc / "certs" / "ca.crt"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    running, ca = start_broker(tmp_path_factory.mktemp("mosquitto"))
+    yield running.port, ca
     running.stop()
 
 
@@ -198,7 +202,12 @@ def test_wrong_ca_fails_the_tls_handshake(broker, tmp_path):
 
 @pytest.fixture
 def bridged(tmp_path):
-    """A site broker bridged (bridge.conf) to a central one (edgeseg.conf + central.conf)."""
+    yield from start_bridged(tmp_path)
+
+
+def start_bridged(tmp_path: Path):
+    """A site broker bridged (bridge.conf) to a central one (edgeseg.conf + central.conf):
+    yields ((central, its CA), (site, its CA)) and stops both after."""
     require("mosquitto")
     require("openssl")
     central_etc = brokers.stage_etc(tmp_path / "central", MOSQ / "acl",
@@ -264,3 +273,47 @@ def test_site_broker_bridges_to_the_central_one(bridged):
     finally:
         viewer.close()
         device.close()
+
+
+# Debian's /etc/mosquitto/mosquitto.conf (package mosquitto 2.0), which includes conf.d/.
+DEBIAN_CONF = """pid_file {root}/mosquitto.pid
+persistence true
+persistence_location {state}/
+include_dir {confd}
+"""
+
+
+@pytest.mark.parametrize("layout", ["debian", "container"])
+def test_state_directory_is_set_once_and_survives_a_restart(tmp_path, layout):
+    """edgeseg.conf in conf.d/ under Debian's mosquitto.conf or container.conf: Mosquitto
+    refuses a second persistence_location, so edgeseg.conf must not set one; and a
+    stopped broker writes its state where the wrapper says."""
+    require("mosquitto")
+    require("openssl")
+    etc = brokers.stage_etc(tmp_path / "etc", MOSQ / "acl", USERS)
+    state, confd = tmp_path / "state", tmp_path / "conf.d"
+    state.mkdir()
+    confd.mkdir()
+    port = free_port()
+    adapted = brokers.adapt((MOSQ / "edgeseg.conf").read_text(), {8883: port}, etc)
+    # the state directory adapt() gives a lone broker is the wrapper's job here
+    (confd / "edgeseg.conf").write_text(adapted.replace(f"persistence_location {etc}/\n", ""))
+    if layout == "debian":
+        wrapper = DEBIAN_CONF.format(root=tmp_path, state=state, confd=confd)
+    else:
+        wrapper = ((MOSQ / "container.conf").read_text()
+                   .replace("/mosquitto/data/", f"{state}/")
+                   .replace("/mosquitto/config/conf.d", str(confd)))
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(wrapper)
+    broker = brokers.Broker(config, port).start()
+    try:
+        device = Client(port, etc / "certs" / "ca.crt", "jetson-01", USERS["jetson-01"])
+        assert device.connect() == 0
+        assert device.publish("edgeseg/jetson-01/front/status", b"online") in (0, 16)
+        device.close()
+        broker.process.terminate()  # a restart: Mosquitto saves its state as it stops
+        broker.process.wait(10)
+        assert (state / "mosquitto.db").stat().st_size > 0, broker.log()
+    finally:
+        broker.stop()
