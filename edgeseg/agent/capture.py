@@ -44,6 +44,7 @@ from edgeseg.agent.sources import (  # noqa: F401 - parse_source re-exported
     SourceSpec,
     SourceUnavailable,
     check_source,
+    diagnose,
     open_source,
     parse_source,
     probe,
@@ -92,6 +93,7 @@ class _Reader:
             if self.cancelled.is_set():
                 cap.release()
                 return
+            c._grabs.clear()  # the rate is this session's
             self.opened.set()
             try:
                 c._read_until_lost(cap, self)
@@ -160,6 +162,8 @@ class Capture:
                     why = self._session()
                     if why is None:
                         break
+                    cause = diagnose(self.spec, min(self.cfg.open_timeout_s, 2.0))
+                    why = f"{why} ({cause})" if cause and cause not in why else why
                 self._lost(why)
         except Exception:
             log.exception("capture: the capture thread failed")
@@ -222,6 +226,7 @@ class Capture:
             log.debug("capture: source %r still unavailable: %s; retry in %.1f s",
                       self.name, why, wait)
         self._outage["attempts"] += 1
+        self._outage["last"] = why
         self.stop.wait(wait)
 
     def _rate(self) -> float | None:
@@ -243,7 +248,8 @@ class Capture:
         lost = f"~{round(took * rate)} frames lost at {rate:.1f} fps" if rate else \
             "frames lost: unknown rate"
         log.warning("capture: source %r back after a %.1f s outage (%d reconnect attempt(s), "
-                    "%s)", self.name, took, outage["attempts"], lost)
+                    "%s; last failure: %s)", self.name, took, outage["attempts"], lost,
+                    outage["last"])
 
     # -- the reader's loop (runs on the reader thread) --
 
@@ -263,7 +269,9 @@ class Capture:
         while not self.stop.is_set() and not reader.cancelled.is_set():
             if not self.spec.live and time.monotonic() < next_read:
                 self.stop.wait(next_read - time.monotonic())
-            next_read = max(next_read + read_every, time.monotonic())
+            # keep the rate, but a reader that was late never bursts: frames stay at
+            # least 3/4 of an interval apart, like a camera's
+            next_read = max(next_read + read_every, time.monotonic() + read_every * 0.75)
             if not reader.call(cap.grab):
                 if self.spec.live or not reader.delivered:
                     reader.reason = getattr(cap, "last_error", None) or "the stream ended"

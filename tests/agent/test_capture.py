@@ -178,6 +178,7 @@ def fake_capture(monkeypatch, cameras, **cfg):
         return cameras[len(opened) - 1]
 
     monkeypatch.setattr(capture_mod, "probe", lambda spec, timeout: None)
+    monkeypatch.setattr(capture_mod, "diagnose", lambda spec, timeout: None)
     states, stop = [], threading.Event()
     out = DropOldestQueue(1000)
     cap = Capture(SourceConfig(uri="/dev/video7", **cfg), out, stop, AgentMetrics(),
@@ -248,7 +249,8 @@ def test_an_outage_is_one_line_at_its_start_and_one_at_its_end(monkeypatch, capl
     assert len(lines) == 2, lines
     assert "lost: the stream ended; reconnecting" in lines[0]
     back = re.search(r"back after a ([\d.]+) s outage \((\d+) reconnect attempt\(s\), "
-                     r"~(\d+) frames lost at ([\d.]+) fps\)", lines[1])
+                     r"~(\d+) frames lost at ([\d.]+) fps; "
+                     r"last failure: 127.0.0.1:8554: Connection refused\)", lines[1])
     assert back, lines[1]
     took, attempts, lost, rate = (float(x) for x in back.groups())
     assert 0.5 <= took <= 3 and attempts >= 2 and 40 <= rate <= 110
