@@ -39,7 +39,7 @@ import numpy as np
 
 from edgeseg.agent.backoff import Backoff
 from edgeseg.agent.config import SourceConfig
-from edgeseg.agent.queues import DropOldestQueue
+from edgeseg.agent.queues import Closed, DropOldestQueue
 from edgeseg.agent.sources import (  # noqa: F401 - parse_source re-exported
     SourceSpec,
     SourceUnavailable,
@@ -303,4 +303,7 @@ class Capture:
         if self.metrics:
             self.metrics.frames_captured.inc()
         self.on_frame()
-        self.out.put(frame)
+        try:
+            self.out.put(frame)
+        except Closed:
+            pass  # the capture is stopping; this reader ends at its next check

@@ -12,7 +12,8 @@ Contract:
 * :class:`GstCapture` has the part of ``cv2.VideoCapture``'s interface the capture thread
   uses (``grab``/``retrieve``/``read``/``get``/``set``/``release``). One thread uses it; no
   GLib main loop is needed (appsink is pulled, the bus is polled). Frames come out as
-  BGR uint8 arrays; an appsink without caps is given ``video/x-raw,format=BGR``.
+  BGR uint8 arrays; an appsink without caps is given the formats this converts (BGR
+  preferred).
   Opening raises :class:`SourceUnavailable` with GStreamer's own error text.
 """
 
@@ -123,19 +124,19 @@ class GstCapture:
         self.read_timeout_ns = int(read_timeout_s * gst.SECOND)
         self.pipeline = _parse(gst, description)
         self.sink = _appsink(gst, self.pipeline)
-        if self.sink.get_property("caps") is None:
-            self.sink.set_property("caps", gst.Caps.from_string("video/x-raw,format=BGR"))
+        if self.sink.get_property("caps") is None:  # BGR first: what cv2 uses
+            self.sink.set_property("caps", gst.Caps.from_string(
+                "video/x-raw,format={BGR,BGRx,BGRA,RGB,RGBx,RGBA,GRAY8}"))
         self._sample = None
         self.fps = 0.0
         self.last_error: str | None = None
         ret = self.pipeline.set_state(gst.State.PLAYING)
+        if ret != gst.StateChangeReturn.FAILURE:
+            ret, _state, _pending = self.pipeline.get_state(int(open_timeout_s * gst.SECOND))
         if ret == gst.StateChangeReturn.FAILURE:
+            why = self._bus_error() or "the pipeline would not start"
             self.release()
-            raise SourceUnavailable(self._bus_error() or "the pipeline would not start")
-        ret, _state, _pending = self.pipeline.get_state(int(open_timeout_s * gst.SECOND))
-        if ret == gst.StateChangeReturn.FAILURE:
-            self.release()
-            raise SourceUnavailable(self._bus_error() or "the pipeline would not start")
+            raise SourceUnavailable(why)
 
     def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoCapture's name
         return self.pipeline is not None
