@@ -6,6 +6,7 @@ is downloaded, which the tests make sure of by refusing sockets."""
 from __future__ import annotations
 
 import copy
+import re
 import socket
 
 import pytest
@@ -65,3 +66,34 @@ def test_strict_mode_refuses_a_misspelt_field():
     bad["spec"]["replicas"] = 2  # a DaemonSet has no replica count
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, VERSIONS[-1], strict=True)
+
+
+def test_every_secret_the_manifests_use_is_made_in_the_docs():
+    """kustomization.yaml promises docs/deploy.md shows the Secret commands: every Secret a
+    manifest mounts, with every key it takes, is made there."""
+    docs = (DEPLOY.parent / "docs" / "deploy.md").read_text().replace("\\\n", " ")
+    used: dict[str, set[str]] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "secretName" in node:
+                used.setdefault(node["secretName"], set()).update(
+                    i["key"] for i in node.get("items", []))
+            if isinstance(node.get("secret"), dict) and "name" in node["secret"]:
+                used.setdefault(node["secret"]["name"], set()).update(
+                    i["key"] for i in node["secret"].get("items", []))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for _, doc in manifests():
+        walk(doc)
+    assert len(used) >= 3, used
+    for name, keys in used.items():
+        command = next((line for line in docs.splitlines()
+                        if f"create secret generic {name} " in line), None)
+        assert command, f"docs/deploy.md does not make Secret {name}"
+        made = {m.split("=")[0] for m in re.findall(r"--from-file=(\S+)", command)}
+        assert keys <= made, f"{name}: docs make {made}, manifests use {keys}"
