@@ -8,13 +8,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgeseg-installed
 # Debian packages the tests and the demo use (checked with dpkg, installed with apt when root).
-SYSTEM_PACKAGES ?= mosquitto chromium systemd openssl shellcheck
+# The GStreamer ones: PyGObject (python3-gi) and GStreamer for pipeline sources and the test
+# RTSP server (x264enc is in plugins-ugly), ffmpeg for the test MJPEG-over-HTTP camera.
+SYSTEM_PACKAGES ?= mosquitto chromium systemd openssl shellcheck ffmpeg python3-gi \
+	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+# Debian's PyGObject, seen from the virtualenv (its python may not be Debian's).
+SYSTEM_GI ?= /usr/lib/python3/dist-packages/gi
 DEMO_DIR ?= build/demo
 LIGHT_VENV ?= .venv-light
 LIGHT_STAMP := $(LIGHT_VENV)/.edgeseg-installed
 LIGHT_SOURCES := $(shell find edgeseg exporters -name '*.py' -o -name '*.json' -o -name '*.html')
 
-.PHONY: demo test lint pytest system-deps bench clean light-venv
+.PHONY: demo test lint pytest system-deps venv-gi bench clean light-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,15 +54,28 @@ system-deps:
 	  fi; \
 	fi
 
+# The pip OpenCV wheel has no GStreamer: pipeline sources are read through PyGObject.
+# Link Debian's gi package into the virtualenv when the venv cannot import it yet; its C
+# extension loads when the venv's python has Debian's minor version (both 3.11 on bookworm).
+venv-gi: $(STAMP) system-deps
+	@$(BIN)/python -c 'import gi' 2>/dev/null || { \
+	  site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  if [ -d $(SYSTEM_GI) ]; then ln -sfn $(SYSTEM_GI) "$$site/gi"; fi; \
+	  $(BIN)/python -c 'import gi; gi.require_version("Gst", "1.0")' 2>/dev/null || { \
+	    rm -f "$$site/gi"; \
+	    echo "edgeseg: this venv's python cannot load Debian's PyGObject ($(SYSTEM_GI));"; \
+	    echo "  GStreamer pipeline sources need: apt-get install libgirepository1.0-dev"; \
+	    echo "  libcairo2-dev pkg-config, then $(BIN)/pip install PyGObject"; }; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-pytest: $(STAMP) $(LIGHT_STAMP) system-deps
+pytest: $(STAMP) $(LIGHT_STAMP) system-deps venv-gi
 	$(BIN)/python -m pytest
 
 test: lint pytest
 
-demo: $(STAMP) system-deps
+demo: $(STAMP) system-deps venv-gi
 	$(BIN)/edgeseg demo --workdir $(DEMO_DIR)
 
 bench: $(STAMP) $(LIGHT_STAMP)

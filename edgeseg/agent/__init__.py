@@ -3,7 +3,10 @@
 One module per concept, each opening with its contract:
 
 * ``config``    the typed agent config (YAML + ${ENV} + CLI overrides), validated at start.
-* ``capture``   the camera/file/stream reader thread that keeps only the newest frame.
+* ``capture``   the camera/file/stream reader (a watched reader thread per opening) that
+                keeps only the newest frame and logs each outage at its start and end.
+* ``sources``   what a ``--source`` means (``csi://N`` too), its cheap probe, how it opens.
+* ``gst``       GStreamer pipelines through PyGObject's appsink when OpenCV lacks GStreamer.
 * ``queues``    the bounded queue that drops the oldest item and counts what it dropped.
 * ``backoff``   the retry-delay policy (capped exponential with jitter), pure.
 * ``protos``    short names for the TF-Serving wire messages of ``edgeseg.wire`` (no TF).

@@ -4,7 +4,9 @@ Contract: ``main(argv) -> int``. Flags override the YAML given with ``--config``
 flags that are given override (argparse defaults are None). ``--validate-config`` loads
 and checks the config, prints one line and exits 0 — or raises InvalidArgument naming
 the key (the CLI turns it into one line on stderr and exit 2) — without opening any
-device or connection, as systemd's ExecStartPre wants. SIGTERM and SIGINT stop the
+device or connection, as systemd's ExecStartPre wants; a source that can never be read here
+(a GStreamer pipeline without GStreamer-enabled OpenCV or PyGObject) fails it, naming the
+packages. SIGTERM and SIGINT stop the
 pipeline in order (offline published, outbox flushed) and the exit status is 0.
 Passwords are never flags: only a file path or an environment variable name.
 """
@@ -21,6 +23,10 @@ from edgeseg.agent import config as config_mod
 # flag dest -> dotted config key
 _OVERRIDES = {
     "source": "source.uri", "loop": "source.loop", "fps": "source.fps",
+    "pace": "source.pace", "max_fps": "source.max_fps",
+    "read_timeout": "source.read_timeout_s", "open_timeout": "source.open_timeout_s",
+    "source_backoff_initial": "source.backoff_initial_s",
+    "source_backoff_max": "source.backoff_max_s",
     "server": "server.address", "model": "server.model", "signature": "server.signature",
     "model_version": "server.version", "version_label": "server.version_label",
     "deadline": "server.deadline_s", "max_in_flight": "server.max_in_flight",
@@ -55,9 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the config, print one line, exit (for ExecStartPre)")
     g = p.add_argument_group("capture")
     g.add_argument("--source", help="device index, /dev/videoN, file, rtsp/http URL, "
-                   "or a GStreamer pipeline ending in appsink")
+                   "csi://N (a Jetson CSI sensor through nvarguscamerasrc), or a GStreamer "
+                   "pipeline ending in appsink")
     g.add_argument("--loop", action="store_true", default=None, help="loop a video file")
-    g.add_argument("--fps", type=float, help="cap on frames per second")
+    g.add_argument("--pace", type=float, metavar="FPS",
+                   help="play a video file at FPS frames per second (default: its own rate)")
+    g.add_argument("--max-fps", type=float, metavar="FPS",
+                   help="cap on frames per second handed to inference (the rest are skipped)")
+    g.add_argument("--fps", type=float, help="deprecated: --pace for a file, --max-fps for "
+                   "a live source")
+    g.add_argument("--read-timeout", type=float, metavar="S",
+                   help="no frame for S seconds: the camera hangs, reconnect (default 5)")
+    g.add_argument("--open-timeout", type=float, metavar="S",
+                   help="give up opening the source after S seconds (default 10)")
+    g.add_argument("--source-backoff-initial", type=float, metavar="S",
+                   help="first delay before reconnecting to the source (default 0.25)")
+    g.add_argument("--source-backoff-max", type=float, metavar="S",
+                   help="cap on the reconnect delay (default 1; only a cheap probe, e.g. a "
+                        "TCP connect, runs between full opens)")
     g = p.add_argument_group("inference")
     g.add_argument("--server", help="model server gRPC HOST:PORT")
     g.add_argument("--model", help="model name")
@@ -112,8 +133,12 @@ def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     cfg = load_config(args)
     if args.validate_config:
+        from edgeseg.agent.sources import check_source, parse_source, redact
+
+        backend = check_source(parse_source(cfg.source.uri), cfg.source)
         print(f"edgeseg agent: config OK ({args.config or 'flags only'}): source "
-              f"{cfg.source.uri!r} -> {cfg.server.address} model {cfg.server.model!r} -> "
+              f"{redact(cfg.source.uri)!r} ({backend}) -> {cfg.server.address} "
+              f"model {cfg.server.model!r} -> "
               f"mqtt {cfg.mqtt.address} {cfg.topic_prefix}/{{mask,meta,status}}")
         return 0
     logging.basicConfig(level=args.log_level,

@@ -65,13 +65,28 @@ class SourceConfig(_Strict):
                      "http(s):// URL, or a GStreamer pipeline ending in appsink.")
     loop: bool = Field(False, description="Restart a video file at its end (else the agent "
                        "exits 0 after the last frame).")
-    fps: float | None = Field(None, gt=0, description="Cap on frames taken per second "
-                              "(files: default their own frame rate).")
+    pace: float | None = Field(None, gt=0, description="Files only: play at this many "
+                               "frames per second, like a camera (default: the file's own "
+                               "rate).")
+    max_fps: float | None = Field(None, gt=0, description="Cap on frames handed to inference "
+                                  "per second; the frames between are read and skipped.")
+    fps: float | None = Field(None, gt=0, description="Deprecated: pace for a file, max_fps "
+                              "for a live source.")
     open_timeout_s: float = Field(10.0, gt=0, description="Give up opening after this long.")
-    read_timeout_s: float = Field(5.0, gt=0, description="A read taking longer means the "
-                                  "camera is gone.")
-    backoff_initial_s: float = Field(0.5, gt=0, description="First reconnect delay.")
-    backoff_max_s: float = Field(30.0, gt=0, description="Reconnect delay cap.")
+    read_timeout_s: float = Field(5.0, gt=0, description="No frame for this long means the "
+                                  "camera hangs: it is reopened.")
+    backoff_initial_s: float = Field(0.25, gt=0, description="First reconnect delay.")
+    backoff_max_s: float = Field(1.0, gt=0, description="Reconnect delay cap. Between full "
+                                 "opens only a cheap probe runs (a TCP connect for network "
+                                 "cameras), so a low cap costs little.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        if self.fps is not None and (self.pace is not None or self.max_fps is not None):
+            raise ValueError("fps is deprecated: give pace and/or max_fps instead, not with it")
+        return self
 
     @field_validator("uri", mode="before")
     @classmethod

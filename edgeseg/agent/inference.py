@@ -233,8 +233,13 @@ class InferenceLoop:
             reply = None
         self.input_size = input_size_from_metadata(reply, self.cfg.signature) if reply else None
         self._resolved = True
-        log.info("inference: model %r signature %r input size %s", self.cfg.model,
-                 self.cfg.signature, self.input_size or "frame size")
+        if self.input_size:
+            size = (f"frames resized to {self.input_size[1]}x{self.input_size[0]} (WxH) "
+                    f"before sending")
+        else:
+            size = "frames sent at their own size (the model takes any)"
+        log.info("inference: model %r, signature %r: %s", self.cfg.model, self.cfg.signature,
+                 size)
         return True
 
     def _send(self, frame: Frame) -> None:

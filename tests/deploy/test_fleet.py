@@ -59,8 +59,16 @@ def k8s_objects() -> dict[tuple[str, str], dict]:
     return objects
 
 
-def container(objects, deployment: str) -> dict:
-    (c,) = objects[("Deployment", deployment)]["spec"]["template"]["spec"]["containers"]
+WORKLOADS = ("Deployment", "DaemonSet")
+
+
+def pod_spec(objects, name: str) -> dict:
+    (obj,) = [objects[(kind, name)] for kind in WORKLOADS if (kind, name) in objects]
+    return obj["spec"]["template"]["spec"]
+
+
+def container(objects, workload: str) -> dict:
+    (c,) = pod_spec(objects, workload)["containers"]
     return c
 
 
@@ -163,7 +171,7 @@ def test_k8s_server_matches_the_unit_and_compose():
     assert c["readinessProbe"]["grpc"]["port"] == 8500
     for probe in ("startupProbe", "livenessProbe"):
         assert c[probe]["tcpSocket"]["port"] == 8500 and "grpc" not in c[probe]
-    pod = objects[("Deployment", "edgeseg-server")]["spec"]["template"]["spec"]
+    pod = pod_spec(objects, "edgeseg-server")
     assert pod["securityContext"]["runAsUser"] == 10001
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -175,17 +183,17 @@ def test_k8s_server_matches_the_unit_and_compose():
 
 def test_k8s_runtime_class_and_pod_security_fit_the_pods():
     objects = k8s_objects()
-    pod = objects[("Deployment", "edgeseg-server")]["spec"]["template"]["spec"]
+    pod = pod_spec(objects, "edgeseg-server")
     assert objects[("RuntimeClass", pod["runtimeClassName"])]["handler"] == "nvidia"
     # Pod Security "baseline" or "restricted", if enforced, would refuse hostPath volumes.
     labels = objects[("Namespace", "edgeseg")]["metadata"].get("labels", {})
     uses_host_path = any("hostPath" in v for (kind, _), obj in objects.items()
-                         if kind == "Deployment"
+                         if kind in WORKLOADS
                          for v in obj["spec"]["template"]["spec"].get("volumes", []))
     enforced = labels.get("pod-security.kubernetes.io/enforce", "privileged")
     assert not (uses_host_path and enforced != "privileged")
     for (kind, name), obj in objects.items():
-        if kind == "Deployment":
+        if kind in WORKLOADS:
             spec = obj["spec"]["template"]["spec"]
             assert spec["securityContext"]["runAsNonRoot"] is True, name
             for c in spec["containers"]:
