@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgeseg-installed
 # Debian packages the tests and the demo use (checked with dpkg, installed with apt when root).
-SYSTEM_PACKAGES ?= mosquitto chromium systemd openssl shellcheck
+SYSTEM_PACKAGES ?= mosquitto chromium systemd openssl shellcheck strace
 DEMO_DIR ?= build/demo
 
 .PHONY: demo test lint pytest system-deps bench clean
