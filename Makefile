@@ -10,7 +10,7 @@ STAMP := $(VENV)/.edgeseg-installed
 # Debian packages the tests and the demo use (checked with dpkg, installed with apt when root).
 # The GStreamer ones: PyGObject (python3-gi) and GStreamer for pipeline sources and the test
 # RTSP server (x264enc is in plugins-ugly), ffmpeg for the test MJPEG-over-HTTP camera.
-SYSTEM_PACKAGES ?= mosquitto chromium systemd openssl shellcheck ffmpeg python3-gi \
+SYSTEM_PACKAGES ?= mosquitto chromium systemd openssl shellcheck strace ffmpeg python3-gi \
 	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 # Debian's PyGObject, seen from the virtualenv (its python may not be Debian's).

@@ -1,7 +1,8 @@
-"""Exporter benchmark: export time, size on disk vs the float weights, and in-process
-per-frame latency of ``serve`` and ``serve_quantized`` at 513x513 (interleaved runs).
+"""Exporter benchmark: export time, size on disk vs the float weights, in-process
+per-frame latency of ``serve`` and ``serve_quantized`` at 513x513 (interleaved runs), and
+the cost of a durable publish (exports with and without the fsyncs, interleaved).
 
-    .venv/bin/python bench/bench_export.py [--runs 15] [--input-size 513]
+    .venv/bin/python bench/bench_export.py [--runs 15] [--input-size 513] [--durable-runs 5]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=15)
     p.add_argument("--input-size", type=int, default=513)
+    p.add_argument("--durable-runs", type=int, default=5,
+                   help="exports with and without fsync, each (0: skip that table)")
     args = p.parse_args()
 
     import tensorflow as tf
@@ -76,6 +79,71 @@ def main() -> None:
         for name, v in times.items()]))
     print("\nserve_quantized runs int8 as fake-quant (quantize/dequantize) ops in float: it "
           "checks int8 accuracy and feeds TensorRT INT8; it is not meant to be faster on CPU.")
+    if args.durable_runs:
+        print(durability_table(model, args.durable_runs))
+
+
+def durability_table(model, runs: int) -> str:  # noqa: ANN001 - a SegmentationModel
+    """Whole exports (no calibration) with the durable publish and with its fsyncs made
+    no-ops, interleaved, on the disk under build/ (not /tmp, which may be a tmpfs where
+    fsync is free); and the fsync step's own time inside the durable exports."""
+    from exporters import versions
+    from exporters.writer import export
+
+    real = {"fsync_tree": versions.fsync_tree, "fsync_dir": versions.fsync_dir}
+    synced: list[float] = []
+
+    def timed(name: str):  # noqa: ANN202
+        def call(path) -> None:  # noqa: ANN001
+            started = time.perf_counter()
+            real[name](path)
+            synced[-1] += time.perf_counter() - started
+        return call
+
+    workdir = Path(__file__).resolve().parents[1] / "build"
+    workdir.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-durable-", dir=workdir) as tmp:
+        count = iter(range(10**6))
+
+        def durable() -> None:
+            synced.append(0.0)
+            versions.fsync_tree, versions.fsync_dir = timed("fsync_tree"), timed("fsync_dir")
+            export(model, Path(tmp) / f"d{next(count)}")
+
+        def no_fsync() -> None:
+            versions.fsync_tree = versions.fsync_dir = lambda path: None
+            export(model, Path(tmp) / f"n{next(count)}")
+
+        try:
+            times = interleaved({"durable (fsync)": durable, "no fsync": no_fsync},
+                                runs=runs, warmup=1)
+        finally:
+            versions.fsync_tree, versions.fsync_dir = real["fsync_tree"], real["fsync_dir"]
+        version = next(Path(tmp).glob("d*/1"))
+        size = sum(p.stat().st_size for p in version.rglob("*") if p.is_file())
+        entries = sum(1 for _ in version.rglob("*"))
+        fs = _filesystem(Path(tmp))
+    base = median_ms(times["no fsync"])
+    rows = [[name, f"{median_ms(v):.0f}", f"{p90_ms(v):.0f}", f"{median_ms(v) / base:.3f}x"]
+            for name, v in times.items()]
+    rows.append(["fsync step alone (in durable)", f"{median_ms(synced[1:]):.0f}",
+                 f"{p90_ms(synced[1:]):.0f}", f"{median_ms(synced[1:]) / base:.3f}x"])
+    return (f"\ndurable publish: {runs} interleaved exports each, version of "
+            f"{size / 1e6:.2f} MB in {entries} files and folders, on {fs}\n"
+            + table(["export", "median ms", "p90 ms", "vs no fsync"], rows))
+
+
+def _filesystem(path: Path) -> str:
+    """'<fstype> (<device>)' of the mount holding path, from /proc/mounts."""
+    best = ("?", "?", "")
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, fstype = line.split()[:3]
+            if str(path).startswith(mount) and len(mount) > len(best[2]):
+                best = (fstype, device, mount)
+    except OSError:
+        pass
+    return f"{best[0]} ({best[1]})"
 
 
 if __name__ == "__main__":

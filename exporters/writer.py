@@ -109,6 +109,11 @@ def export(model: SegmentationModel, base: str | Path, version: int | None = Non
             card["calibration"]["pixel_agreement"] = agreement
         _write_assets(export_dir, model, card)
         versions.publish(export_dir, target, force)
+    except Exception as exc:
+        full = versions.disk_full(exc, base, staging)
+        if full is not None:
+            raise full from exc
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     variables_bytes = sum(p.stat().st_size for p in (target / "variables").iterdir())

@@ -18,6 +18,7 @@ import logging
 import signal
 from collections.abc import Sequence
 
+from edgeseg import logstream
 from edgeseg.agent import config as config_mod
 
 # flag dest -> dotted config key
@@ -141,6 +142,7 @@ def main(argv: Sequence[str]) -> int:
               f"model {cfg.server.model!r} -> "
               f"mqtt {cfg.mqtt.address} {cfg.topic_prefix}/{{mask,meta,status}}")
         return 0
+    logstream.install("edgeseg agent")  # a full log disk must not stop the agent
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from edgeseg.agent.pipeline import Pipeline  # the heavy imports only when running

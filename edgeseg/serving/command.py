@@ -22,6 +22,7 @@ import threading
 from concurrent import futures
 from pathlib import Path
 
+from edgeseg import logstream
 from edgeseg.errors import InvalidArgument, NotFound, Unavailable
 from edgeseg.sdnotify import sd_notify
 from edgeseg.serving.batching import BatchingOptions, parse_batching_parameters
@@ -93,6 +94,7 @@ def main(argv: list[str]) -> int:
     batching = _batching(flags)
     if flags.validate_config:
         return validate(flags, models)
+    logstream.install("edgeseg serve")  # a full log disk must not stop the server
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s edgeseg serve %(levelname)s %(name)s: %(message)s",

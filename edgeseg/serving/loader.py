@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import DataLoss, EdgesegError, NotFound, ResourceExhausted, Status
+from edgeseg.serving.integrity import check_saved_model
 
 # As TF Serving's EstimateResourceFromPath: file sizes times a margin for TF's own copies.
 RAM_ESTIMATE_MULTIPLIER = 1.2
@@ -151,6 +152,7 @@ class Loader:
 
     def load(self) -> LoadedModel:
         self.check()
+        check_saved_model(self.path)  # empty or short files of an unsynced export: DataLoss
         import tensorflow as tf  # noqa: PLC0415 - heavy; only the serving process needs it
 
         graph = tf.Graph()
