@@ -2,7 +2,8 @@
 
 Contract: pure, no I/O. :func:`parse_head` turns a request head (request line and headers,
 without the blank line) into a :class:`Request` without its body and whether the
-connection stays open after the answer, or raises ``ValueError(status, why)`` (400 malformed,
+connection stays open after the answer (HTTP/1.1 unless ``Connection: close``; HTTP/1.0
+only with ``Connection: keep-alive``), or raises ``ValueError(status, why)`` (400 malformed,
 411 Transfer-Encoding, which is not supported, 505 other than HTTP/1.0 and 1.1).
 :func:`serialize` writes a :class:`Response` with Server, Date, Content-Type,
 Content-Length and Connection headers.

@@ -22,10 +22,9 @@ Limits, each counted by ``on_reject(reason)`` (called on the loop thread):
 - A Content-Length over ``max_body_bytes``: the body is not read; the handler gets
   ``body=None`` (it answers the refusal) and the connection is closed after the answer.
 
-One request per connection is in flight at a time: the next one is read after the answer is
-written (pipelined requests wait in the buffer). HTTP/1.1 keeps connections alive unless
-``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``. The handler runs on
-several threads at once and must be thread-safe; its exceptions become a 500.
+One request per connection is in flight at a time (pipelined ones wait in the buffer);
+keep-alive as http_message.py says. The handler runs on several threads at once and must be
+thread-safe; its exceptions become a 500.
 """
 
 from __future__ import annotations
@@ -55,7 +54,9 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 256 * 1024
 SCAN_INTERVAL_S = 0.25  # how often deadlines are checked
-_HANDSHAKE, _HEAD, _BODY, _BUSY, _WRITE = range(5)
+EXPIRE_BATCH = 128  # connections closed per check at most, so answers are not held up
+ACCEPT_BATCH = 64  # connections accepted per wake-up at most, for the same reason
+_HANDSHAKE, _HEAD, _BODY, _BUSY, _WRITE = range(5)  # the reading states first
 _WAKE = object()
 
 
@@ -136,13 +137,13 @@ class HttpServer:
         next_scan = time.monotonic() + SCAN_INTERVAL_S
         try:
             while not self._stopping:
-                for key, mask in self._sel.select(SCAN_INTERVAL_S):
+                for key, _ in self._sel.select(SCAN_INTERVAL_S):
                     if key.data is None:
                         self._accept()
                     elif key.data is _WAKE:
                         self._drain_wake()
                     elif key.data.sock is not None:
-                        self._on_event(key.data, mask)
+                        self._on_event(key.data)
                 self._flush_done()
                 now = time.monotonic()
                 if now >= next_scan:
@@ -156,7 +157,7 @@ class HttpServer:
                 s.close()
 
     def _accept(self) -> None:
-        for _ in range(256):  # a bounded batch, so reads are not starved by a SYN flood
+        for _ in range(ACCEPT_BATCH):
             try:
                 sock, address = self._listener.accept()
             except BlockingIOError:
@@ -195,13 +196,9 @@ class HttpServer:
         else:
             self._want(conn, selectors.EVENT_READ)
 
-    def _on_event(self, conn: _Conn, mask: int) -> None:
-        if conn.state == _HANDSHAKE:
-            self._handshake(conn)
-        elif conn.state == _WRITE:
-            self._write(conn)
-        elif conn.state in (_HEAD, _BODY):
-            self._read(conn)
+    def _on_event(self, conn: _Conn) -> None:
+        {_HANDSHAKE: self._handshake, _HEAD: self._read, _BODY: self._read,
+         _WRITE: self._write}.get(conn.state, lambda conn: None)(conn)
 
     def _handshake(self, conn: _Conn) -> None:
         try:
@@ -264,6 +261,10 @@ class HttpServer:
                 conn.keep_alive = False  # the unread body would follow
                 self._dispatch(conn)
                 return True
+            if length > len(conn.buf) and \
+                    conn.request.headers.get("expect", "").lower() == "100-continue":
+                with contextlib.suppress(OSError):  # curl waits a second for it otherwise
+                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
             conn.state, conn.need = _BODY, length
             conn.deadline = time.monotonic() + self._limits.idle_timeout_s
         if len(conn.buf) < conn.need:
@@ -276,13 +277,11 @@ class HttpServer:
 
     def _dispatch(self, conn: _Conn) -> None:
         self._want(conn, 0)
-        request = conn.request
-        assert request is not None
-        if self._inline(request):
-            conn.state = _BUSY
-            self._respond(conn, self._call(request))
-            return
         conn.state = _BUSY
+        assert conn.request is not None
+        if self._inline(conn.request):
+            self._respond(conn, self._call(conn.request))
+            return
         with self._lock:
             self._queued += 1
         self._jobs.put(conn)
@@ -344,8 +343,8 @@ class HttpServer:
         if self._paused_until and now >= self._paused_until:
             self._paused_until = 0.0
             self._sel.register(self._listener, selectors.EVENT_READ, None)
-        for conn in [c for c in self._conns if c.deadline <= now
-                     and c.state in (_HANDSHAKE, _HEAD, _BODY)]:
+        late = [c for c in self._conns if c.deadline <= now and c.state <= _BODY]
+        for conn in late[:EXPIRE_BATCH]:  # a crowd that opened together leaves in steps
             if conn.state == _HEAD and not conn.buf:
                 self._close(conn, "idle_timeout")
                 continue

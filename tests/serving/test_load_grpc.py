@@ -40,7 +40,7 @@ def request(value: float) -> predict_pb2.PredictRequest:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = "slow"
     req.inputs["x"].CopyFrom(tf.make_tensor_proto(np.full(ROWS, value, np.float32)))
-    req.inputs["n"].CopyFrom(tf.make_tensor_proto(np.int32(20_000)))  # some ms of spinning
+    req.inputs["n"].CopyFrom(tf.make_tensor_proto(np.int32(3_000)))  # some ms of spinning
     return req
 
 
