@@ -236,8 +236,11 @@ class Probe:
     def sampler(self) -> None:
         while not self.stop.wait(0.5):
             try:
-                self.samples.append((time.monotonic() - self.t0, *usage(self.pid),
-                                     scrape(self.rest_port)))
+                seen = scrape(self.rest_port)
+                stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                seen["cpu_s"] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+                seen["loadavg"] = os.getloadavg()[0]
+                self.samples.append((time.monotonic() - self.t0, *usage(self.pid), seen))
             except OSError:
                 pass
 
@@ -265,13 +268,16 @@ def report(probe: Probe, phases: list[tuple[str, float, float]], counts: dict) -
     rows = []
     for name, start, end in phases:
         inside = [s for s in probe.samples if start <= s[0] < end]
-        if inside:
+        if len(inside) > 1:
+            cpu = (inside[-1][4]["cpu_s"] - inside[0][4]["cpu_s"]) / (inside[-1][0] - inside[0][0])
             rows.append((name, max(s[1] for s in inside), max(s[2] for s in inside),
                          f"{max(s[3] for s in inside):.0f}",
                          int(max(s[4].get('edgeseg_serving_open_connections{transport="rest"}',
-                                          0) for s in inside))))
-    print("\nserver process (peaks per phase)")
-    print(table(["phase", "threads", "fds", "RSS MiB", "open REST connections"], rows))
+                                          0) for s in inside)),
+                         f"{100 * cpu:.0f}%", f"{max(s[4]['loadavg'] for s in inside):.1f}"))
+    print("\nserver process (peaks per phase; CPU: its mean use, 100% = one core)")
+    print(table(["phase", "threads", "fds", "RSS MiB", "open REST connections", "CPU",
+                 "machine load avg"], rows))
     final = probe.samples[-1][4] if probe.samples else {}
     rejected = [(k.split("{")[1].rstrip("}"), int(v)) for k, v in sorted(final.items())
                 if k.startswith("edgeseg_serving_rejections_total")]

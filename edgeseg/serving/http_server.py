@@ -119,8 +119,7 @@ class HttpServer:
         self._loop.start()
 
     def stop(self) -> None:
-        """Stop accepting and reading; open connections are closed, running handlers finish
-        on their own (their answers are dropped)."""
+        """Close the listener and every connection; running handlers' answers are dropped."""
         self._stopping = True
         self._wake()
         self._loop.join(5)
@@ -138,12 +137,12 @@ class HttpServer:
         try:
             while not self._stopping:
                 for key, _ in self._sel.select(SCAN_INTERVAL_S):
-                    if key.data is None:
-                        self._accept()
-                    elif key.data is _WAKE:
-                        self._drain_wake()
-                    elif key.data.sock is not None:
+                    try:
                         self._on_event(key.data)
+                    except Exception:  # a bug or an odd socket must not stop the loop
+                        log.exception("REST: handling a socket event failed")
+                        if isinstance(key.data, _Conn):
+                            self._close(key.data)
                 self._flush_done()
                 now = time.monotonic()
                 if now >= next_scan:
@@ -177,13 +176,12 @@ class HttpServer:
             self._on_reject("max_connections")
             if self._context is None:
                 why = f"too many open connections (the limit is {self._limits.max_connections})"
-                try:
+                with contextlib.suppress(OSError):
                     sock.send(serialize(json_response(503, {"error": why}), keep_alive=False))
-                except OSError:
-                    pass
             sock.close()
             return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with contextlib.suppress(OSError):  # a peer that is gone already: reading will tell
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         deadline = time.monotonic() + self._limits.idle_timeout_s
         if self._context is not None:
             sock = self._context.wrap_socket(sock, server_side=True,
@@ -196,9 +194,14 @@ class HttpServer:
         else:
             self._want(conn, selectors.EVENT_READ)
 
-    def _on_event(self, conn: _Conn) -> None:
-        {_HANDSHAKE: self._handshake, _HEAD: self._read, _BODY: self._read,
-         _WRITE: self._write}.get(conn.state, lambda conn: None)(conn)
+    def _on_event(self, data: _Conn | object | None) -> None:
+        if data is None:
+            self._accept()
+        elif data is _WAKE:
+            self._drain_wake()
+        elif isinstance(data, _Conn) and data.sock is not None:
+            {_HANDSHAKE: self._handshake, _HEAD: self._read, _BODY: self._read,
+             _WRITE: self._write}.get(data.state, lambda conn: None)(data)
 
     def _handshake(self, conn: _Conn) -> None:
         try:

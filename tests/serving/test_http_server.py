@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import time
 
 import pytest
@@ -130,3 +131,28 @@ def test_idle_connection_closed_after_the_timeout(server):
     while server.stats()[0] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.stats() == (0, 0, 0)
+
+
+def test_tls_handshakes_do_not_hold_up_the_loop(tmp_path):
+    from .test_tls import make_pki
+
+    pki = make_pki(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    server = HttpServer(echo, "127.0.0.1", 0, Limits(num_threads=1, idle_timeout_s=1.0), context)
+    server.start()
+    try:
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        partial = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        partial.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, then nothing
+        client = ssl.create_default_context(cadata=pki["ca.pem"].decode())
+        connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=client,
+                                                 timeout=10)
+        connection.request("POST", "/t", b"x")
+        assert connection.getresponse().read() == b"/t x"  # while two handshakes hang
+        connection.close()
+        for sock in (silent, partial):
+            assert sock.recv(100) == b""  # dropped after the timeout
+            sock.close()
+    finally:
+        server.stop()

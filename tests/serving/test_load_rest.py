@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from .conftest import free_port, rest_call, tfs_data
+from .conftest import free_port, rest_call, run_serve, tfs_data
 from .procstat import metric, raise_fd_limit, usage, wait_until
 
 POOL = 4
@@ -79,6 +79,8 @@ def test_idle_connections_hold_no_threads_and_are_closed(server):
         during = usage(server.proc.pid)
         assert during.threads <= server.before.threads + 2, (server.before, during)
         assert predict_ok(server)  # a well-behaved client still gets its answer
+        ready = server.url.replace("/v1/models", "/v1/ready")
+        assert rest_call(ready) == (200, {"ready": True})  # and so does readiness
         opened = time.monotonic()
         answers = [closed_by_server(s, TIMEOUT_S + 10) for s in socks]
         assert time.monotonic() - opened < TIMEOUT_S + 10
@@ -159,3 +161,10 @@ def test_resources_return_after_the_load(server):
     assert after.threads <= before.threads * 1.1, (before, after)
     assert after.fds <= before.fds * 1.1 + 2, (before, after)  # +2: a scrape's own socket
     assert after.rss_kb <= before.rss_kb * 1.1, (before, after)
+
+
+@pytest.mark.parametrize("flag", ["--rest_api_idle_timeout_s=0", "--grpc_max_concurrent_rpcs=0",
+                                  "--rest_api_num_threads=-1", "--rest_api_max_connections=0"])
+def test_limits_out_of_range_are_clear_errors(flag):
+    result = run_serve("--model_base_path=/nonexistent", flag)
+    assert result.returncode == 2 and flag.split("=")[0] in result.stderr, result.stderr
