@@ -14,5 +14,7 @@ Where things are (one module per concept, each opening with its contract):
   tensors.py are the pure pieces they share
 - transports: grpc_api.py and rest_api.py (with json_codec.py) only convert and delegate;
   each maps statuses in one place; health.py (grpc.health.v1 and REST readiness)
+- front doors under load: http_server.py (REST's selector loop and fixed worker pool, with
+  http_message.py for the wire format), grpc_admission.py (the bound on gRPC calls)
 - the process: command.py (start-up, readiness via edgeseg.sdnotify, SIGTERM)
 """

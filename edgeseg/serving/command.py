@@ -16,10 +16,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
-from concurrent import futures
 from pathlib import Path
 
 from edgeseg import logstream
@@ -56,7 +56,8 @@ def models_from_flags(flags: ServerFlags) -> list[ModelConfig]:
 
 
 def _check_flags(flags: ServerFlags) -> None:
-    for name in ("max_num_load_retries", "grpc_max_threads", "grpc_max_message_bytes"):
+    for name in ("max_num_load_retries", "grpc_max_threads", "grpc_max_message_bytes",
+                 "grpc_max_concurrent_rpcs", "rest_api_max_connections"):
         if getattr(flags, name) < (1 if name != "max_num_load_retries" else 0):
             raise InvalidArgument(f"--{name} is out of range: {getattr(flags, name)}")
     if not 0.0 <= flags.per_process_gpu_memory_fraction <= 1.0:
@@ -64,6 +65,9 @@ def _check_flags(flags: ServerFlags) -> None:
                               f"{flags.per_process_gpu_memory_fraction}")
     if min(flags.tensorflow_intra_op_parallelism, flags.tensorflow_inter_op_parallelism) < 0:
         raise InvalidArgument("--tensorflow_*_op_parallelism must be >= 0")
+    if flags.rest_api_num_threads < 0 or flags.rest_api_idle_timeout_s <= 0:
+        raise InvalidArgument("--rest_api_num_threads must be >= 0 and "
+                              "--rest_api_idle_timeout_s > 0")
     if not 0 <= flags.port < 65536:
         raise InvalidArgument(f"--port must be 0..65535, got {flags.port}")
 
@@ -237,11 +241,14 @@ def _grpc_options(flags: ServerFlags) -> list[tuple[str, object]]:
 def _start_grpc(flags: ServerFlags, core, tls: TlsConfig | None):  # noqa: ANN001, ANN202
     import grpc  # noqa: PLC0415
 
+    from edgeseg.serving.grpc_admission import Admission  # noqa: PLC0415
     from edgeseg.serving.grpc_api import add_services  # noqa: PLC0415
     from edgeseg.serving.health import HealthReporter  # noqa: PLC0415
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=flags.grpc_max_threads,
-                                                    thread_name_prefix="grpc"),
+    admission = Admission(flags.grpc_max_threads, flags.grpc_max_concurrent_rpcs,
+                          on_reject=lambda reason: SERVING.reject("grpc", reason))
+    SERVING.watch_transport("grpc", admission.stats)
+    server = grpc.server(admission.executor, interceptors=[admission],
                          options=_grpc_options(flags))
     reporter = HealthReporter(core)
     add_services(server, core, reporter.servicer)
@@ -278,11 +285,16 @@ def _listen(server, flags: ServerFlags, tls: TlsConfig | None) -> str:  # noqa: 
 
 def _start_rest(flags: ServerFlags, core, tls: TlsConfig | None,  # noqa: ANN001, ANN202
                 metrics_path: str | None):
+    from edgeseg.serving.http_message import Limits  # noqa: PLC0415
     from edgeseg.serving.rest_api import RestServer  # noqa: PLC0415
 
     host = flags.grpc_bind_address
+    limits = Limits(num_threads=flags.rest_api_num_threads or 4 * (os.cpu_count() or 1),
+                    idle_timeout_s=flags.rest_api_idle_timeout_s,
+                    max_connections=_fit_fd_limit(flags.rest_api_max_connections),
+                    max_body_bytes=flags.grpc_max_message_bytes)
     try:
-        rest = RestServer(core, host, flags.rest_api_port, flags.grpc_max_message_bytes,
+        rest = RestServer(core, host, flags.rest_api_port, limits,
                           ssl_context(tls) if tls else None, metrics_path,
                           flags.rest_api_timeout_in_ms)
     except OSError as exc:
@@ -293,6 +305,26 @@ def _start_rest(flags: ServerFlags, core, tls: TlsConfig | None,  # noqa: ANN001
     print(f"edgeseg serve: REST listening on {host}:{rest.port} ({scheme})", file=sys.stderr,
           flush=True)
     return rest
+
+
+FD_RESERVE = 256  # descriptors kept for model files, gRPC, logs beside REST connections
+
+
+def _fit_fd_limit(max_connections: int) -> int:
+    """Raise the open-files soft limit to the hard one; max_connections, lowered (with a
+    warning) when the limit cannot hold that many sockets besides FD_RESERVE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit to %d: %s", hard, exc)
+    fits = max(1, soft - FD_RESERVE)
+    if max_connections > fits:
+        log.warning("--rest_api_max_connections=%d lowered to %d to fit the open-files "
+                    "limit of %d", max_connections, fits, soft)
+    return min(max_connections, fits)
 
 
 def _report_loads(core) -> None:  # noqa: ANN001

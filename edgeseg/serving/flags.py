@@ -51,6 +51,18 @@ class ServerFlags:
     enable_signature_method_name_check: bool = _flag(
         False, "Classify/Regress require the classify/regress method_name")
     grpc_max_threads: int = _flag(16, "threads serving gRPC requests")
+    # --- front-door limits (issue 17; docs/serving.md "Under load") ---
+    grpc_max_concurrent_rpcs: int = _flag(
+        128, "(edgeseg) Predict/ModelService calls running or queued at once; more get "
+             "RESOURCE_EXHAUSTED at once (health checks are not counted)")
+    rest_api_num_threads: int = _flag(
+        0, "threads answering REST requests; 0 = 4 x the number of cores, as TF Serving")
+    rest_api_idle_timeout_s: float = _flag(
+        5.0, "(edgeseg) a REST connection must send a complete request head within this "
+             "many seconds of opening or of its previous answer, else it is closed")
+    rest_api_max_connections: int = _flag(
+        4096, "(edgeseg) open REST connections at most (lowered to fit the open-files "
+              "limit); more get 503 and are closed at once")
     grpc_max_message_bytes: int = _flag(
         256 * MIB, "(edgeseg) max gRPC receive/send message size")
     monitoring_config_file: str = _flag(

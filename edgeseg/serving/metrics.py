@@ -16,6 +16,12 @@ mapped (grpc_api._call, rest_api._route) and by the manager:
 - ``edgeseg_serving_model_versions{model,state}`` (gauge, at scrape time)
 - ``edgeseg_serving_batch_size`` (histogram) and ``edgeseg_serving_batch_queue_depth``
   (gauge), with --enable_batching
+- ``edgeseg_serving_open_connections{transport}`` (REST), ``edgeseg_serving_active_requests
+  {transport}`` (running on a worker) and ``edgeseg_serving_queued_requests{transport}``
+  (admitted, waiting for a worker): gauges read at scrape time from each transport's
+  ``stats()`` (:meth:`ServingMetrics.watch_transport`)
+- ``edgeseg_serving_rejections_total{transport,reason}``: calls and connections refused or
+  dropped by the front doors' limits (http_server.py, grpc_admission.py name the reasons)
 """
 
 from __future__ import annotations
@@ -168,6 +174,30 @@ class ServingMetrics:
         self.batch_size = self.registry.add(Histogram(
             "edgeseg_serving_batch_size", "Rows per batched model run (--enable_batching).",
             (), BATCH_BUCKETS))
+
+        self.rejections = self.registry.add(Counter(
+            "edgeseg_serving_rejections_total",
+            "Calls and connections refused or dropped by a limit, by reason.",
+            ("transport", "reason")))
+        self._transports: dict[str, Callable[[], tuple[int | None, int, int]]] = {}
+        for index, (name, help_text) in enumerate((
+                ("open_connections", "Open client connections."),
+                ("active_requests", "Requests running on a worker thread."),
+                ("queued_requests", "Requests admitted and waiting for a worker thread."))):
+            self.registry.add(Gauge(f"edgeseg_serving_{name}", help_text, ("transport",),
+                                    lambda index=index: self._transport_stats(index)))
+
+    def watch_transport(self, transport: str,
+                        stats: Callable[[], tuple[int | None, int, int]]) -> None:
+        """``stats()`` -> (open connections or None when unknown, running, queued)."""
+        self._transports[transport] = stats
+
+    def _transport_stats(self, index: int) -> list[tuple[tuple[str, ...], float]]:
+        values = [((name,), stats()[index]) for name, stats in list(self._transports.items())]
+        return [(labels, value) for labels, value in values if value is not None]
+
+    def reject(self, transport: str, reason: str) -> None:
+        self.rejections.inc(transport, reason)
 
     def observe_request(self, transport: str, api: str, model: str, version: str,
                         signature: str, status: str, seconds: float) -> None:

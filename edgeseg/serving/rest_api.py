@@ -11,14 +11,15 @@ Contract: routes as TF Serving's http_rest_api_handler::
     POST /v1/models/NAME[/versions/N | /labels/L]:classify   -> Classify (tf.Examples)
     POST /v1/models/NAME[/versions/N | /labels/L]:regress    -> Regress
 
-Handlers only convert (URL and JSON to protos or arrays, back to JSON) and delegate to the
-core (model_service.py, predict.py, classify.py). Requests are counted and timed in
-``_route`` (metrics.py); the one place statuses become HTTP codes is :data:`HTTP_CODES` /
-:func:`_send_error`: INVALID_ARGUMENT and FAILED_PRECONDITION 400,
+:class:`Routes` only converts (URL and JSON to protos or arrays, back to JSON) and delegates
+to the core (model_service.py, predict.py, classify.py); the transport (connections, worker
+pool, timeouts, limits) is http_server.py. Requests are counted and timed in
+:meth:`Routes.__call__` (metrics.py); the one place statuses become HTTP codes is
+:data:`HTTP_CODES` / :func:`http_code`: INVALID_ARGUMENT and FAILED_PRECONDITION 400,
 NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNIMPLEMENTED 501, UNAVAILABLE 503,
 DEADLINE_EXCEEDED 504, anything else 500; the body is ``{"error": message}``. Bodies over
-``max_body_bytes`` are refused (RESOURCE_EXHAUSTED, 429) before they are read. One thread
-per connection.
+``max_body_bytes`` are refused (RESOURCE_EXHAUSTED, 429) before they are read; methods
+other than GET and POST are UNIMPLEMENTED (501).
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ import json
 import logging
 import re
 import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from google.protobuf import json_format
@@ -44,6 +43,8 @@ from tensorflow_serving.apis import (
 from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status, Unavailable
 from edgeseg.serving import classify, json_codec, model_service, signatures
 from edgeseg.serving.health import readiness
+from edgeseg.serving.http_message import Limits, Request, Response, json_response
+from edgeseg.serving.http_server import HttpServer
 from edgeseg.serving.metrics import SERVING
 from edgeseg.serving.predict import run_signature
 
@@ -125,44 +126,38 @@ def classify_or_regress(core: Any, spec: model_pb2.ModelSpec, verb: str, body: A
     return json_codec.regression_json(classify.regress(core, request, timeout_ms).result)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "edgeseg-serve"
-    protocol_version = "HTTP/1.1"
-    core: Any = None
-    max_body_bytes = 0
-    metrics_path: str | None = None  # Prometheus text on GET here, when set
-    timeout_ms = 0  # --rest_api_timeout_in_ms for :predict, :classify and :regress
+class Routes:
+    """The REST API over the core: ``Routes(...)(request) -> Response``, thread-safe (it
+    holds no per-request state); the transport is http_server.py."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        log.debug("%s " + format, self.address_string(), *args)
+    def __init__(self, core: Any, max_body_bytes: int, metrics_path: str | None = None,
+                 timeout_ms: int = 0) -> None:
+        self.core, self.max_body_bytes = core, max_body_bytes
+        self.metrics_path = metrics_path  # Prometheus text on GET here, when set
+        self.timeout_ms = timeout_ms  # --rest_api_timeout_in_ms for :predict/:classify/:regress
 
-    def _send(self, code: int, payload: Any) -> None:
-        body = json.dumps(payload, indent=1).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def is_quick(self, request: Request) -> bool:
+        """Readiness and metrics: answered on the transport's loop thread, so they answer
+        while every worker is busy."""
+        path = request.path.split("?", 1)[0]
+        return request.method == "GET" and path in (READY_PATH, self.metrics_path)
 
-    def _send_error(self, error: EdgesegError) -> None:
-        self._send(http_code(error), {"error": error.message})
-
-    def _route(self, method: str) -> None:
-        path = self.path.split("?", 1)[0]
-        if method == "GET" and self.metrics_path and path == self.metrics_path:
-            self._send_metrics()
-            return
+    def __call__(self, request: Request) -> Response:
+        path = request.path.split("?", 1)[0]
+        if request.method == "GET" and self.metrics_path and path == self.metrics_path:
+            return Response(200, SERVING.registry.render().encode(),
+                            "text/plain; version=0.0.4; charset=utf-8")
         started = time.perf_counter()
         status = "OK"
         try:
-            self._send(200, self._answer(method))
+            return json_response(200, self._answer(request, path))
         except EdgesegError as exc:
             status = exc.status.name
-            self._send_error(exc)
+            return json_response(http_code(exc), {"error": exc.message})
         except Exception as exc:  # a bug: logged with its traceback, answered 500
             status = "INTERNAL"
-            log.exception("REST %s %s failed", method, self.path)
-            self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+            log.exception("REST %s %s failed", request.method, request.path)
+            return json_response(500, {"error": f"{type(exc).__name__}: {exc}"})
         finally:
             match = _PATH.match(path)
             verb = (match["verb"] or ("metadata" if match["metadata"] else "status")
@@ -171,86 +166,58 @@ class _Handler(BaseHTTPRequestHandler):
                                     (match["version"] or "") if match else "", "", status,
                                     time.perf_counter() - started)
 
-    def _send_metrics(self) -> None:
-        body = SERVING.registry.render().encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _answer(self, method: str) -> Any:
-        if method == "GET" and self.path.split("?", 1)[0] == READY_PATH:
+    def _answer(self, request: Request, path: str) -> Any:
+        method = request.method
+        if method not in ("GET", "POST"):
+            raise EdgesegError(f"Unsupported method {method!r}", Status.UNIMPLEMENTED)
+        if method == "GET" and path == READY_PATH:
             ready, why = readiness(self.core)
             if not ready:
                 raise Unavailable(why)
             return {"ready": True}
-        match = _PATH.match(self.path.split("?", 1)[0])
+        match = _PATH.match(path)
         if match is None:
-            raise NotFound(f"Malformed request: {method} {self.path}")
+            raise NotFound(f"Malformed request: {method} {request.path}")
         spec = _spec(match)
         if method == "GET" and match["verb"] is None:
             if match["metadata"]:
                 return model_metadata(self.core, spec)
             return model_status(self.core, spec)
         if method == "POST" and match["verb"] == "predict" and not match["metadata"]:
-            return predict(self.core, spec, self._body(), self.timeout_ms)
+            return predict(self.core, spec, self._body(request), self.timeout_ms)
         if method == "POST" and match["verb"] in ("classify", "regress") \
                 and not match["metadata"]:
-            return classify_or_regress(self.core, spec, match["verb"], self._body(),
+            return classify_or_regress(self.core, spec, match["verb"], self._body(request),
                                        self.timeout_ms)
-        raise NotFound(f"Malformed request: {method} {self.path}")
+        raise NotFound(f"Malformed request: {method} {request.path}")
 
-    def _body(self) -> Any:
+    def _body(self, request: Request) -> Any:
+        if request.content_length is None:
+            raise InvalidArgument("a Content-Length header is required")
+        if request.body is None:  # the transport did not read it: over the limit
+            raise EdgesegError(f"request body of {request.content_length} bytes is over the "
+                               f"limit of {self.max_body_bytes}", Status.RESOURCE_EXHAUSTED)
         try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise InvalidArgument("a Content-Length header is required") from None
-        if length > self.max_body_bytes:
-            self.close_connection = True
-            raise EdgesegError(f"request body of {length} bytes is over the limit of "
-                               f"{self.max_body_bytes}", Status.RESOURCE_EXHAUSTED)
-        raw = self.rfile.read(length)
-        try:
-            return json.loads(raw)
+            return json.loads(request.body)
         except (ValueError, RecursionError) as exc:
             raise InvalidArgument(f"the body is not valid JSON: {exc}") from None
 
-    def do_GET(self) -> None:  # noqa: N802 - the base's naming
-        self._route("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._route("POST")
-
 
 class RestServer:
-    """TF Serving's REST API on host:port, one thread per connection."""
+    """TF Serving's REST API on host:port: :class:`Routes` on an :class:`HttpServer`,
+    its connections and requests in the metrics (transport "rest")."""
 
-    def __init__(self, core: Any, host: str, port: int, max_body_bytes: int,
+    def __init__(self, core: Any, host: str, port: int, limits: Limits,
                  context: ssl.SSLContext | None = None, metrics_path: str | None = None,
                  timeout_ms: int = 0) -> None:
-        handler = type("Handler", (_Handler,), {"core": core, "max_body_bytes": max_body_bytes,
-                                                "metrics_path": metrics_path,
-                                                "timeout_ms": timeout_ms})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        if context is not None:  # TLS; handshakes happen in the connection's own thread
-            self._server.socket = context.wrap_socket(
-                self._server.socket, server_side=True, do_handshake_on_connect=False)
-            self._server.handle_error = self._handshake_failed
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rest",
-                                        daemon=True)
-
-    @staticmethod
-    def _handshake_failed(request: Any, client_address: Any) -> None:
-        """A client that fails TLS (no or a wrong certificate) is dropped, logged briefly."""
-        log.info("REST connection from %s dropped (TLS handshake or I/O failed)",
-                 client_address[0] if client_address else "?")
+        routes = Routes(core, limits.max_body_bytes, metrics_path, timeout_ms)
+        self._server = HttpServer(routes, host, port, limits, context, inline=routes.is_quick,
+                                  on_reject=lambda reason: SERVING.reject("rest", reason))
+        SERVING.watch_transport("rest", self._server.stats)
+        self.port = self._server.port
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

@@ -1,0 +1,395 @@
+"""Load benchmark: does the server's front door hold with many clients, idle sockets and
+slow senders (issue 17)?
+
+A real ``edgeseg serve`` with its default limits serves TF Serving's half_plus_two on
+127.0.0.1 (REST and metrics on). Three phases: the well-behaved client alone (``--quiet``
+seconds), under load (``--seconds``, default 60), alone again. The load comes from a second
+process (this script, ``--role load``, asyncio), so its own work does not slow the measuring
+client's interpreter:
+
+- 64 gRPC and 128 REST (keep-alive) clients, each sending Predict ``--rate`` times a second;
+- 2,000 idle connections (every other one sent half a request head), reopened when dropped;
+- 100 slow senders writing a request a byte a second, reopened when dropped.
+
+The well-behaved client sends one gRPC and one REST Predict every 20 ms all along; a sampler
+reads the server's threads, RSS and fds (/proc) and its metrics every 0.5 s. Prints p50/p99
+per phase with the loaded/unloaded ratio (goal: p99 under load <= 3x unloaded), rejections
+(the server's metrics and what the clients saw), peaks, and plots it all over time (PNG).
+
+    .venv/bin/python bench/bench_load.py [--seconds 60] [--quiet 10] [--rate 2]
+                                         [--plot build/bench_load.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.bench_serving import free_port, start_server, stop_server  # noqa: E402
+from bench.common import table  # noqa: E402
+
+MODEL = REPO.parent / "shared" / "tfserving-testdata" / "saved_model_half_plus_two_cpu"
+METRICS = "/monitoring/prometheus/metrics"
+BODY = b'{"instances": [1.0, 2.0, 5.0]}'
+
+
+def rest_request(port: int) -> bytes:
+    return (f"POST /v1/models/default:predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
+            ).encode() + BODY
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# --- the load process ------------------------------------------------------------------
+
+
+class Load:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.end = args, time.monotonic() + args.seconds
+        self.counts: dict[str, int] = {}
+
+    def count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    async def pace(self) -> bool:
+        await asyncio.sleep(random.expovariate(self.args.rate))
+        return time.monotonic() < self.end
+
+    async def grpc_client(self) -> None:
+        import grpc  # noqa: PLC0415
+        from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: PLC0415
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.args.grpc_port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            while await self.pace():
+                try:
+                    await stub.Predict(predict_request(), timeout=10)
+                    self.count("grpc ok")
+                except grpc.aio.AioRpcError as err:
+                    self.count(f"grpc {err.code().name}")
+
+    async def rest_client(self) -> None:
+        request, writer = rest_request(self.args.rest_port), None
+        while await self.pace():
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1",
+                                                                   self.args.rest_port)
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                self.count(f"rest {head.split(b' ')[1].decode()}")
+                if b"connection: close" in head.lower():
+                    writer.close()
+                    writer = None
+            except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+                self.count("rest connection lost")
+                writer = None
+
+    async def hold(self, slow: bool, index: int) -> None:
+        """An idle connection (half a head on odd ones) or a slow sender, reopened when the
+        server drops it, until the end."""
+        request = rest_request(self.args.rest_port)
+        kind = "slow" if slow else "idle"
+        while time.monotonic() < self.end:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.args.rest_port)
+            except OSError:
+                self.count(f"{kind} connect failed")
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                if not slow and index % 2:
+                    writer.write(request[:40])
+                for i in range(len(request) if slow else 0):
+                    writer.write(request[i:i + 1])
+                    if await self._closed(reader, 1.0):
+                        break
+                else:
+                    await self._closed(reader, self.end - time.monotonic())
+                self.count(f"{kind} dropped" if time.monotonic() < self.end else f"{kind} held")
+            except OSError:
+                self.count(f"{kind} dropped")
+            finally:
+                writer.close()
+            await asyncio.sleep(random.uniform(0.05, 0.5))
+
+    @staticmethod
+    async def _closed(reader: asyncio.StreamReader, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(reader.read(), max(0.0, seconds))  # to EOF
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def run(self) -> None:
+        a = self.args
+        tasks = [self.grpc_client() for _ in range(a.grpc_clients)]
+        tasks += [self.rest_client() for _ in range(a.rest_clients)]
+        tasks += [self.hold(False, i) for i in range(a.idle)]
+        tasks += [self.hold(True, i) for i in range(a.slow)]
+        await asyncio.wait_for(asyncio.gather(*tasks), a.seconds + 30)
+        print(json.dumps(self.counts), flush=True)  # before the teardown of thousands of tasks
+
+
+def predict_request():  # noqa: ANN201
+    import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+    from tensorflow_serving.apis import predict_pb2  # noqa: PLC0415
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "default"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.float32([1.0, 2.0, 5.0])))
+    return request
+
+
+def load_main(args: argparse.Namespace) -> None:
+    raise_fd_limit()
+    predict_request()  # imports TensorFlow before the clock starts
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go", once the measuring client has run alone
+    load = Load(args)
+    asyncio.run(load.run())
+
+
+# --- the measuring process -------------------------------------------------------------
+
+
+def usage(pid: int) -> tuple[int, int, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    field = dict(line.split(":", 1) for line in status.splitlines())
+    field = {name: value.split()[0] for name, value in field.items() if value.split()}
+    return int(field["Threads"]), len(os.listdir(f"/proc/{pid}/fd")), int(field["VmRSS"]) / 1024
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Metric samples of interest, 'name{labels}' -> value."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", METRICS)
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    keep = ("edgeseg_serving_rejections_total", "edgeseg_serving_open_connections",
+            "edgeseg_serving_queued_requests", "edgeseg_serving_active_requests")
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith(keep)}
+
+
+class Probe:
+    """The well-behaved client and the sampler, both threads of this process."""
+
+    def __init__(self, pid: int, grpc_port: int, rest_port: int) -> None:
+        import grpc  # noqa: PLC0415
+        from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: PLC0415
+
+        self.pid, self.rest_port = pid, rest_port
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+        self.request = predict_request()
+        self.latency: list[tuple[float, str, float]] = []  # (t, transport, seconds or -1)
+        self.samples: list[tuple[float, int, int, float, dict]] = []
+        self.stop = threading.Event()
+        self.t0 = time.monotonic()
+
+    def client(self) -> None:
+        rest = http.client.HTTPConnection("127.0.0.1", self.rest_port, timeout=10)
+        while not self.stop.wait(0.02):
+            for transport in ("grpc", "rest"):
+                started = time.monotonic()
+                try:
+                    if transport == "grpc":
+                        self.stub.Predict(self.request, timeout=10)
+                    else:
+                        rest.request("POST", "/v1/models/default:predict", BODY,
+                                     {"Content-Type": "application/json"})
+                        response = rest.getresponse()
+                        response.read()
+                        assert response.status == 200, response.status
+                    seconds = time.monotonic() - started
+                except Exception:  # noqa: BLE001 - counted as a failure
+                    seconds = -1.0
+                    rest.close()
+                self.latency.append((started - self.t0, transport, seconds))
+
+    def sampler(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                seen = scrape(self.rest_port)
+                stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                seen["cpu_s"] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+                seen["loadavg"] = os.getloadavg()[0]
+                self.samples.append((time.monotonic() - self.t0, *usage(self.pid), seen))
+            except OSError:
+                pass
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def report(probe: Probe, phases: list[tuple[str, float, float]], counts: dict) -> None:
+    rows, unloaded = [], {}
+    for name, start, end in phases:
+        for transport in ("grpc", "rest"):
+            done = [s for t, tr, s in probe.latency if tr == transport and start <= t < end]
+            ok = [s for s in done if s >= 0]
+            if not ok:
+                continue
+            p99 = pct(ok, 0.99)
+            unloaded.setdefault(transport, p99)
+            rows.append((name, transport, len(ok), len(done) - len(ok),
+                         f"{pct(ok, 0.5):.2f}", f"{p99:.2f}", f"{p99 / unloaded[transport]:.2f}x"))
+    print("\nwell-behaved client (one gRPC and one REST Predict every 20 ms)")
+    print(table(["phase", "transport", "answered", "failed", "p50 ms", "p99 ms",
+                 "p99 vs alone"], rows))
+    rows = []
+    for name, start, end in phases:
+        inside = [s for s in probe.samples if start <= s[0] < end]
+        if len(inside) > 1:
+            cpu = (inside[-1][4]["cpu_s"] - inside[0][4]["cpu_s"]) / (inside[-1][0] - inside[0][0])
+            rows.append((name, max(s[1] for s in inside), max(s[2] for s in inside),
+                         f"{max(s[3] for s in inside):.0f}",
+                         int(max(s[4].get('edgeseg_serving_open_connections{transport="rest"}',
+                                          0) for s in inside)),
+                         f"{100 * cpu:.0f}%", f"{max(s[4]['loadavg'] for s in inside):.1f}"))
+    print("\nserver process (peaks per phase; CPU: its mean use, 100% = one core)")
+    print(table(["phase", "threads", "fds", "RSS MiB", "open REST connections", "CPU",
+                 "machine load avg"], rows))
+    final = probe.samples[-1][4] if probe.samples else {}
+    rejected = [(k.split("{")[1].rstrip("}"), int(v)) for k, v in sorted(final.items())
+                if k.startswith("edgeseg_serving_rejections_total")]
+    print("\nserver rejections (edgeseg_serving_rejections_total)")
+    print(table(["labels", "count"], rejected or [("none", 0)]))
+    print("\nload clients' view")
+    print(table(["outcome", "count"], sorted(counts.items())))
+
+
+def plot(probe: Probe, load: tuple[float, float], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(4, 1, figsize=(10, 11), sharex=True)
+    for transport, color in (("grpc", "tab:blue"), ("rest", "tab:orange")):
+        points = [(t, s * 1000) for t, tr, s in probe.latency if tr == transport and s >= 0]
+        axes[0].scatter(*zip(*points, strict=True), s=3, color=color, label=transport)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("well-behaved\nlatency ms")
+    axes[0].legend()
+    t = [s[0] for s in probe.samples]
+    axes[1].plot(t, [s[1] for s in probe.samples])
+    axes[1].set_ylabel("threads")
+    axes[2].plot(t, [s[2] for s in probe.samples], label="fds")
+    axes[2].plot(t, [s[4].get('edgeseg_serving_open_connections{transport="rest"}', 0)
+                     for s in probe.samples], label="open REST connections")
+    axes[2].legend()
+    axes[3].plot(t, [s[3] for s in probe.samples])
+    axes[3].set_ylabel("RSS MiB")
+    axes[3].set_xlabel("seconds")
+    for axis in axes:
+        axis.axvspan(*load, color="red", alpha=0.08)
+    fig.suptitle("edgeseg serve under load (shaded: load on)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    print(f"\nplot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60, help="load phase length")
+    parser.add_argument("--quiet", type=float, default=10, help="phases without load")
+    parser.add_argument("--rate", type=float, default=2.0, help="Predicts/s per load client")
+    parser.add_argument("--grpc-clients", type=int, default=64)
+    parser.add_argument("--rest-clients", type=int, default=128)
+    parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument("--slow", type=int, default=100)
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--plot", type=Path, default=REPO / "build" / "bench_load.png")
+    parser.add_argument("--role", choices=["measure", "load"], default="measure")
+    parser.add_argument("--grpc-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rest-port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "load":
+        load_main(args)
+        return
+    if not args.model.is_dir():
+        raise SystemExit(f"no model at {args.model} (TF Serving's test data, see ../shared)")
+    rest_port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "monitoring.config"
+        config.write_text(f'prometheus_config {{ enable: true path: "{METRICS}" }}\n')
+        proc, grpc_port = start_server(args.model, Path(tmp) / "server.log",
+                                       "--model_name=default", f"--rest_api_port={rest_port}",
+                                       f"--monitoring_config_file={config}")
+        try:
+            run(args, proc.pid, grpc_port, rest_port)
+        finally:
+            stop_server(proc)
+
+
+def run(args: argparse.Namespace, pid: int, grpc_port: int, rest_port: int) -> None:
+    load = subprocess.Popen(
+        [sys.executable, __file__, "--role=load", f"--seconds={args.seconds}",
+         f"--rate={args.rate}", f"--grpc-clients={args.grpc_clients}",
+         f"--rest-clients={args.rest_clients}", f"--idle={args.idle}",
+         f"--slow={args.slow}", f"--grpc-port={grpc_port}", f"--rest-port={rest_port}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert load.stdin is not None and load.stdout is not None
+    if load.stdout.readline().strip() != "ready":
+        raise SystemExit("the load process failed")
+    probe = Probe(pid, grpc_port, rest_port)
+    threads = [threading.Thread(target=probe.client), threading.Thread(target=probe.sampler)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(args.quiet)
+        load_start = time.monotonic() - probe.t0
+        load.stdin.write("go\n")
+        load.stdin.flush()
+        out = load.stdout.readline()  # the clients' counts, when they are done
+        load_end = time.monotonic() - probe.t0
+        load.wait(60)
+        time.sleep(args.quiet)
+    finally:
+        probe.stop.set()
+        for thread in threads:
+            thread.join()
+        if load.poll() is None:
+            load.kill()
+    counts = json.loads(out)
+    end = time.monotonic() - probe.t0
+    report(probe, [("alone", 0.5, load_start), ("under load", load_start, load_end),
+                   ("after", load_end + 1, end)], counts)
+    seconds = load_end - load_start
+    sent = sum(v for k, v in counts.items() if k.startswith(("grpc ", "rest ")))
+    print(f"\nload: {sent} Predicts in {seconds:.0f} s ({sent / seconds:.0f}/s offered by "
+          f"{args.grpc_clients}+{args.rest_clients} clients at {args.rate:g}/s each)")
+    plot(probe, (load_start, load_end), args.plot)
+
+
+if __name__ == "__main__":
+    main()
