@@ -20,7 +20,8 @@ from typing import Any
 LEDGER_LINE = re.compile(r"frames captured=(\d+) acknowledged=(\d+) dropped=\d+ "
                          r"\(([^)]*)\) in_flight=(\d+)")
 RSS_GROWTH_LIMIT = 0.05
-STEADY_AFTER_S = 300.0
+STEADY_AFTER_S = 300.0  # runs of ten minutes or more
+WARM_AFTER_S = 30.0     # shorter runs: past start-up at least
 
 
 def parse_ledger(log_text: str) -> dict[str, Any] | None:
@@ -59,6 +60,7 @@ def camera_checks(soak: Any, cam: str) -> dict[str, Any]:
 
 
 def resource_checks(soak: Any, minutes: float) -> dict[str, Any]:
+    steady_from = STEADY_AFTER_S if minutes >= 10 else WARM_AFTER_S
     series: dict[str, list[tuple[float, int, int, int]]] = defaultdict(list)
     with (soak.dir / "samples.csv").open() as f:
         for row in csv.DictReader(f):
@@ -66,7 +68,7 @@ def resource_checks(soak: Any, minutes: float) -> dict[str, Any]:
                                            int(row["fds"]), int(row["threads"])))
     summary, checks = {}, {}
     for name, rows in series.items():
-        steady = [r for r in rows if r[0] >= STEADY_AFTER_S] or rows
+        steady = [r for r in rows if r[0] >= steady_from] or rows
         growth = (steady[-1][1] - steady[0][1]) / steady[0][1]
         summary[name] = {"rss_mb_first": round(steady[0][1] / 1024, 1),
                          "rss_mb_last": round(steady[-1][1] / 1024, 1),
@@ -107,7 +109,7 @@ def render(report: dict[str, Any]) -> str:
                      f"{ledger.get('acknowledged')} dropped {ledger.get('dropped')} in flight "
                      f"{ledger.get('in_flight')} | received {result['received_unique']} "
                      f"(+{result['duplicates']} duplicates)")
-    lines.append("soak: processes (from minute 5, or the whole run if shorter)")
+    lines.append("soak: processes (from minute 5; from 30 s in runs under ten minutes)")
     for name, p in sorted(report["processes"].items()):
         lines.append(f"  {name:14} RSS {p['rss_mb_first']:7.1f} -> {p['rss_mb_last']:7.1f} MB "
                      f"({100 * p['rss_growth']:+.1f}%)  fds {p['fds'][0]}-{p['fds'][1]}  "
