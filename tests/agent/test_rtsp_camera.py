@@ -42,7 +42,7 @@ def rig(tmp_path_factory):
         started.append(broker)
         port = free_port()
         model = ChildServer([sys.executable, str(HERE / "fake_model_server.py"), "--port",
-                             str(port)], port, "listening", tmp / "model.log", 20)
+                             str(port)], port, "listening", tmp / "model.log", 60)
         model.start()
         started.append(model)
         rec = Recorder(broker.port, "edgeseg/dev/#")
