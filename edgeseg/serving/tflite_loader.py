@@ -24,6 +24,7 @@ an input's shape is outside the signature.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -47,6 +48,8 @@ from edgeseg.errors import (
 )
 from edgeseg.serving.tflite_pool import InterpreterPools
 from edgeseg.serving.tflite_signatures import Signature, read_signatures
+
+log = logging.getLogger(__name__)
 
 TFLITE_FILE = "model.tflite"  # TF Serving's kTfLiteModelFilename
 RAM_ESTIMATE_MULTIPLIER = 1.2
@@ -228,6 +231,9 @@ class TfLiteLoader:
             return _Slot(lambda: build_interpreter(data, self.options.threads, self.file),
                          subgraphs)
 
+        log.info("%s: LiteRT, %d pool(s) of %d interpreter(s), %d thread(s) each, XNNPACK on; "
+                 "signatures %s", self.file, self.options.pools, self.options.per_pool,
+                 self.options.threads, sorted(signatures))
         pools = InterpreterPools(build, self.options.pools, self.options.per_pool,
                                  first=_Slot(lambda: build_interpreter(
                                      data, self.options.threads, self.file), subgraphs, first))
