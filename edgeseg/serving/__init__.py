@@ -5,7 +5,8 @@ Where things are (one module per concept, each opening with its contract):
 - lifecycle: source.py (watches base paths) -> policy.py (which versions, in what order)
   -> manager.py (loads/unloads through loader.py, holds servable.py's states and handles)
   -> server_core.py (the configured models, labels, request routing); warmup.py replays
-  recorded requests inside a load
+  recorded requests inside a load; with --prefer_tflite_model, tflite_loader.py loads a
+  folder's model.tflite instead (LiteRT; tflite_pool.py, tflite_signatures.py)
 - configuration: flags.py (command line), config.py (model_config_list text proto),
   tls.py (--ssl_config_file), metrics.py (--monitoring_config_file and the registry)
 - the API core, transport-independent: predict.py, classify.py (Classify/Regress/
