@@ -148,8 +148,8 @@ def main() -> None:
                 print(f"starting {name}…", flush=True)
                 procs[name], port = start_server(base, Path(tmp) / f"s{i}.log", *common, *flags)
                 clients[name] = Client(port, frame)
-            latency_tables(clients, procs, litert_invoke(version / "model.tflite", frame,
-                                                         threads), threads, args.runs, np)
+            latency_tables(clients, litert_invoke(version / "model.tflite", frame, threads),
+                           served_in_process(version, frame, threads), threads, args.runs, np)
             pool = clients["model.tflite, 2 interpreters"]
             rounds = max(4, args.runs // 2)
             rows = []
@@ -171,8 +171,28 @@ def main() -> None:
                 stop_server(proc)
 
 
-def latency_tables(clients, procs, invoke, threads: int, runs: int, np) -> None:  # noqa: ANN001
+def served_in_process(version: Path, frame, threads: int):  # noqa: ANN001, ANN201
+    """The server's own TFLite model and Predict core, without the transport: what
+    edgeseg adds to an invoke before the wire format (encode) and gRPC."""
+    from tensorflow_serving.apis import predict_pb2
+
+    from edgeseg.serving import predict
+    from edgeseg.serving.tensors import encode
+    from edgeseg.serving.tflite_loader import TfLiteLoader, TfLiteOptions
+    from edgeseg.serving.warmup import _OneModel
+
+    model = TfLiteLoader(version, TfLiteOptions(1, 1, threads), warmup=False).load()
+    (alias,) = model.signature_defs["serving_default"].inputs
+    request = predict_pb2.PredictRequest()
+    encode(frame, content=True, out=request.inputs[alias])
+    core = _OneModel(model)
+    return lambda: predict.predict(core, request)
+
+
+def latency_tables(clients, invoke, in_process, threads: int, runs: int,  # noqa: ANN001
+                   np) -> None:  # noqa: ANN001
     paths = {"LiteRT invoke (in-process)": invoke,
+             "edgeseg Predict core, no transport": in_process,
              **{n: c for n, c in clients.items() if "2 interpreters" not in n}}
     lite = clients["model.tflite (gRPC)"]()
     direct = invoke()

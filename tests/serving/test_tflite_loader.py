@@ -171,3 +171,52 @@ def test_the_tflite_path_never_imports_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=120, check=True)
     assert result.stdout.split("\n")[:2] == ["[[3.0]]", "[]"], result.stdout + result.stderr
+
+
+def _warmup(folder, x: float, key: str = "x") -> None:
+    import tensorflow as tf  # noqa: PLC0415
+    from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415
+
+    log = prediction_log_pb2.PredictionLog()
+    log.predict_log.request.model_spec.name = "m"
+    log.predict_log.request.inputs[key].CopyFrom(tf.make_tensor_proto(np.float32([[x]])))
+    (folder / "assets.extra").mkdir()
+    with tf.io.TFRecordWriter(str(folder / "assets.extra" / "tf_serving_warmup_requests")) as w:
+        w.write(log.SerializeToString())
+
+
+def test_warmup_records_replay_against_model_tflite(tmp_path):
+    good = _folder(tmp_path, _hpt_bytes(), "good")
+    _warmup(good, 1.0)
+    TfLiteLoader(good, OPTIONS).load().close()
+    bad = _folder(tmp_path, _hpt_bytes(), "bad")
+    _warmup(bad, 1.0, key="images")  # recorded for another signature: the load fails
+    with pytest.raises(InvalidArgument, match="warmup record 1 of .* failed: .*Sent extra: "
+                                              r"\{images\}"):
+        TfLiteLoader(bad, OPTIONS).load()
+
+
+def test_batching_merges_concurrent_calls_into_one_invoke(tmp_path):
+    import threading  # noqa: PLC0415
+
+    from edgeseg.serving.batching import BatchingOptions  # noqa: PLC0415
+
+    path = signed_model(tmp_path / "signed" / "1" / "model.tflite")
+    options = BatchingOptions(max_batch_size=4, batch_timeout_s=0.2, num_batch_threads=1)
+    model = TfLiteLoader(path.parent, OPTIONS, batching=options).load()
+    sig = model.signature_defs["serving_default"]
+    results, sizes = {}, []
+    model._on_batch = sizes.append  # noqa: SLF001 - observe the batches
+
+    def call(k: int) -> None:
+        x = np.full((1, 64), k, np.float32)
+        results[k] = predict.run_signature(model, sig, {"x": x}, ["y"])["y"]
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    model.close()
+    assert {k: float(v[0, 0]) for k, v in results.items()} == {k: 0.5 * k + 2 for k in range(4)}
+    assert max(sizes) > 1  # at least two calls shared one invoke
