@@ -15,7 +15,7 @@ The export is ``edgeseg export`` of the Coral flatbuffer; when the exporter did 
 signature is TF Serving's generated one, so each server's input/output names are read from
 its own GetModelMetadata). Needs ../shared/models (skips with a message when absent).
 
-    .venv/bin/python bench/bench_tflite_serving.py [--runs 20] [--model BASE]
+    .venv/bin/python bench/bench_tflite_serving.py [--runs 20] [--model BASE] [--threads N]
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20, help="interleaved calls per path")
     parser.add_argument("--model", type=Path, help="base path of an export of the Coral model")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="LiteRT threads, in and out of the server (default: the CPUs)")
     args = parser.parse_args()
     if not CORAL.is_file():
         print(f"skipped: the Coral DeepLab is not at {CORAL} (set EDGESEG_SHARED)")
@@ -127,7 +129,7 @@ def main() -> None:
 
     from edgeseg.serving.flags import _cpus
 
-    threads = _cpus()
+    threads = args.threads or _cpus()
     frame = cv2.resize(cv2.imread(str(PHOTO))[:, :, ::-1], (513, 513))[None].copy()
     with tempfile.TemporaryDirectory() as tmp:
         base = args.model or Path(tmp) / "coral"

@@ -180,7 +180,9 @@ def test_four_clients_on_two_interpreters_get_their_own_answers(lite):
 
     def client(k: int) -> None:
         for i in range(12):
-            x = np.full((8, 64), 1000 * k + i, np.float32) + np.arange(8, dtype=np.float32)[:, None]
+            # 256 rows: each invoke runs the matmul chain long enough for requests to overlap
+            x = (np.full((256, 64), 1000 * k + i, np.float32)
+                 + np.arange(256, dtype=np.float32)[:, None] / 256)
             try:
                 response = channel_stub.Predict(_request("signed", x), timeout=60)
                 y = tf.make_ndarray(response.outputs["y"])
