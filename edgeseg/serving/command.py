@@ -63,13 +63,13 @@ def _check_flags(flags: ServerFlags) -> None:
                               f"{flags.per_process_gpu_memory_fraction}")
     if min(flags.tensorflow_intra_op_parallelism, flags.tensorflow_inter_op_parallelism) < 0:
         raise InvalidArgument("--tensorflow_*_op_parallelism must be >= 0")
+    if not 0 <= flags.port < 65536:
+        raise InvalidArgument(f"--port must be 0..65535, got {flags.port}")
     for name in ("num_tflite_pools", "num_tflite_interpreters_per_pool"):
         if getattr(flags, name) < 1:
             raise InvalidArgument(f"--{name} must be >= 1, got {getattr(flags, name)}")
     if flags.tflite_num_threads < 0:
         raise InvalidArgument(f"--tflite_num_threads must be >= 0, got {flags.tflite_num_threads}")
-    if not 0 <= flags.port < 65536:
-        raise InvalidArgument(f"--port must be 0..65535, got {flags.port}")
 
 
 def validate(flags: ServerFlags, models: list[ModelConfig]) -> int:

@@ -73,8 +73,7 @@ def parse_preserve(text: str) -> PreservePolicy:
 
 
 def _extended_config_class() -> type:
-    """ModelServerConfig whose ModelConfig also has saved_model_tags, aspired_version_policy
-    and prefer_tflite_model."""
+    """ModelServerConfig whose ModelConfig also has saved_model_tags, aspired_version_policy."""
     pool = descriptor_pool.Default()
     full = f"{_EXT_PACKAGE}.ModelServerConfig"
     try:
