@@ -24,6 +24,7 @@ an input's shape is outside the signature.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -220,23 +221,18 @@ class TfLiteLoader:
         data = self.file.read_bytes()
         if not data:
             raise DataLoss(f"{self.file} is empty")
-        first = build_interpreter(data, self.options.threads, self.file)
+        make = functools.partial(build_interpreter, data, self.options.threads, self.file)
+        first = make()
         try:
             signatures = read_signatures(first, data)
         except EdgesegError as exc:
             raise type(exc)(f"{self.file}: {exc.message}", exc.status) from None
         subgraphs = [s.subgraph for s in signatures.values()]
-
-        def build() -> Any:
-            return _Slot(lambda: build_interpreter(data, self.options.threads, self.file),
-                         subgraphs)
-
         log.info("%s: LiteRT, %d pool(s) of %d interpreter(s), %d thread(s) each, XNNPACK on; "
                  "signatures %s", self.file, self.options.pools, self.options.per_pool,
                  self.options.threads, sorted(signatures))
-        pools = InterpreterPools(build, self.options.pools, self.options.per_pool,
-                                 first=_Slot(lambda: build_interpreter(
-                                     data, self.options.threads, self.file), subgraphs, first))
+        pools = InterpreterPools(lambda: _Slot(make, subgraphs), self.options.pools,
+                                 self.options.per_pool, first=_Slot(make, subgraphs, first))
         return prepare(TfLiteModel(self.path, signatures, pools), self.path, self.warmup,
                        self.batching)
 
