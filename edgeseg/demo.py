@@ -10,6 +10,9 @@ package ships (edgeseg/data/photos). Each service runs as a child process in its
 session, so Ctrl-C reaches only the demo, which stops them in order: agent (publishes
 offline), server, broker.
 ``--frames N`` is the bounded form: it returns once the agent has published N masks.
+``--tflite`` shows the int8 path for CPU nodes: the server runs the export's
+``model.tflite`` with LiteRT (``--prefer_tflite_model=true``); an export without one is
+refused with a message saying so, rather than silently serving the SavedModel.
 """
 
 from __future__ import annotations
@@ -194,7 +197,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--grpc-port", type=int, default=8500)
     p.add_argument("--preview-port", type=int, default=8080)
     p.add_argument("--fps", type=float, default=10.0, help="camera frame rate of the clip")
+    p.add_argument("--tflite", action="store_true",
+                   help="serve the export's int8 model.tflite with LiteRT "
+                        "(edgeseg serve --prefer_tflite_model=true), the CPU-node runtime")
     return p.parse_args(argv)
+
+
+def tflite_flags(version_dir: Path, progress: Progress) -> list[str]:
+    """The server flags for --tflite, or a clear refusal when the export has no file."""
+    tflite = version_dir / "model.tflite"
+    if not tflite.is_file():
+        raise FailedPrecondition(
+            f"--tflite: the export {version_dir} has no model.tflite, so there is no int8 "
+            "LiteRT path to show; export again with an exporter that writes it "
+            "(edgeseg demo --tflite --fresh), or run the demo without --tflite")
+    progress.say(f"serving {tflite} ({tflite.stat().st_size / 1e6:.1f} MB) with LiteRT: "
+                 "edgeseg serve --prefer_tflite_model=true")
+    return ["--prefer_tflite_model=true"]
 
 
 def main(argv: list[str]) -> int:
@@ -203,6 +222,7 @@ def main(argv: list[str]) -> int:
     workdir = args.workdir.absolute()
     base = workdir / "models" / "deeplab"
     version_dir = export_demo_model(base, args.input_size, args.fresh, args.builtin, progress)
+    serve_flags = tflite_flags(version_dir, progress) if args.tflite else []
     clip = make_clip(workdir, progress)
     logs = workdir / "logs"
     children: list[Child] = []
@@ -226,7 +246,7 @@ def main(argv: list[str]) -> int:
             server = Child("edgeseg serve", [
                 sys.executable, "-m", "edgeseg", "serve", f"--port={grpc_port}",
                 "--grpc_bind_address=127.0.0.1", "--model_name=deeplab",
-                f"--model_base_path={base}"], logs / "serve.log")
+                f"--model_base_path={base}", *serve_flags], logs / "serve.log")
             children.append(server)
             wait_for_port(grpc_port, server, 300)
         preview_port = pick_port(args.preview_port)

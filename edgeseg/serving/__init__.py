@@ -9,6 +9,8 @@ Where things are (one module per concept, each opening with its contract):
   before a load
 - configuration: flags.py (command line), config.py (model_config_list text proto),
   tls.py (--ssl_config_file), metrics.py (--monitoring_config_file and the registry)
+- model.tflite (--prefer_tflite_model): loader.version_loader picks tflite_loader.py for a
+  folder that has one (LiteRT, no TensorFlow; tflite_pool.py, tflite_signatures.py)
 - the API core, transport-independent: predict.py, classify.py (Classify/Regress/
   MultiInference), model_service.py (metadata, status, reload); signatures.py and
   tensors.py are the pure pieces they share

@@ -70,6 +70,11 @@ def _check_flags(flags: ServerFlags) -> None:
                               "--rest_api_idle_timeout_s > 0")
     if not 0 <= flags.port < 65536:
         raise InvalidArgument(f"--port must be 0..65535, got {flags.port}")
+    for name in ("num_tflite_pools", "num_tflite_interpreters_per_pool"):
+        if getattr(flags, name) < 1:
+            raise InvalidArgument(f"--{name} must be >= 1, got {getattr(flags, name)}")
+    if flags.tflite_num_threads < 0:
+        raise InvalidArgument(f"--tflite_num_threads must be >= 0, got {flags.tflite_num_threads}")
 
 
 def validate(flags: ServerFlags, models: list[ModelConfig]) -> int:
@@ -81,7 +86,9 @@ def validate(flags: ServerFlags, models: list[ModelConfig]) -> int:
                     f"{aspired_versions(on_disk, model.policy)}"
         except OSError as exc:
             found = f"WARNING: base path not readable now ({exc.strerror})"
+        lite = flags.prefer_tflite_model if model.prefer_tflite is None else model.prefer_tflite
         print(f"  {model.name}: {model.base_path} (tags {','.join(model.tags)}; "
+              f"{'model.tflite preferred; ' if lite else ''}"
               f"{model.policy.kind.value}; {model.preserve.value}) {found}")
     return 0
 
@@ -152,8 +159,13 @@ def _batching(flags: ServerFlags) -> BatchingOptions | None:
 
 def _build_core(flags: ServerFlags, batching: BatchingOptions | None):  # noqa: ANN202
     """The ServerCore the flags describe, its metrics collectors attached (imports TF)."""
-    from edgeseg.serving.loader import LIVE_BATCHERS, Loader, session_config  # noqa: PLC0415
+    from edgeseg.serving.loader import (  # noqa: PLC0415
+        LIVE_BATCHERS,
+        session_config,
+        version_loader,
+    )
     from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415
+    from edgeseg.serving.tflite_loader import TfLiteOptions  # noqa: PLC0415
 
     config = session_config(flags.tensorflow_intra_op_parallelism,
                             flags.tensorflow_inter_op_parallelism,
@@ -166,8 +178,11 @@ def _build_core(flags: ServerFlags, batching: BatchingOptions | None):  # noqa: 
         method_name_check=flags.enable_signature_method_name_check,
         default_tags=split_tags(flags.saved_model_tags),
         default_preserve=parse_preserve(flags.aspired_version_policy),
-    ), functools.partial(Loader, session_config=config, warmup=flags.enable_model_warmup,
-                         batching=batching))
+    ), functools.partial(version_loader, session_config=config, warmup=flags.enable_model_warmup,
+                         batching=batching, prefer_tflite=flags.prefer_tflite_model,
+                         tflite=TfLiteOptions(flags.num_tflite_pools,
+                                              flags.num_tflite_interpreters_per_pool,
+                                              flags.tflite_num_threads)))
     SERVING.watch_versions(lambda: _version_states(core))
     if batching is not None:
         SERVING.watch_batch_queues(

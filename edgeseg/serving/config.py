@@ -6,16 +6,19 @@ version_labels } }``) into validated :class:`ModelConfig` values, or raises
 :class:`~edgeseg.errors.InvalidArgument` naming the file, line and key at fault. It does no
 I/O besides reading the file in :func:`load_model_config_file`, and imports no TensorFlow.
 
-Beyond TF Serving, two optional fields per ``config`` entry (real proto fields, not
+Beyond TF Serving, three optional fields per ``config`` entry (real proto fields, not
 comments; TF Serving would reject them, so a config using them is edgeseg-only)::
 
     saved_model_tags: "serve_quantized"          # the meta-graph to load (repeatable)
     aspired_version_policy: "resource_preserving" # or "availability_preserving"
+    prefer_tflite_model: true                    # serve model.tflite where a version has one
 
-so one server can serve ``deeplab`` ({serve}) and ``deeplab_int8`` ({serve_quantized})
-from the same SavedModel side by side. They default to the server's flags. The fields are
-parsed through a copy of ``ModelConfig`` with two extra field numbers (1001, 1002), so the
-text-format parser reports errors in them as in any other field.
+so one server can serve ``deeplab`` ({serve}) and ``deeplab_int8`` ({serve_quantized}, or
+its ``model.tflite``) from the same export side by side. They default to the server's flags
+(``--saved_model_tags``, ``--aspired_version_policy``, ``--prefer_tflite_model``). The fields
+are parsed through a copy of ``ModelConfig`` with extra field numbers (1001-1003; the last a
+proto3 ``optional``, so "false" overrides a true flag), so the text-format parser reports
+errors in them as in any other field.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class ModelConfig:
     labels: Mapping[str, int] = field(default_factory=dict)
     tags: tuple[str, ...] = ("serve",)
     preserve: PreservePolicy = PreservePolicy.AVAILABILITY
+    prefer_tflite: bool | None = None  # None: as --prefer_tflite_model says
 
 
 def split_tags(text: str) -> tuple[str, ...]:
@@ -93,6 +97,10 @@ def _extended_config_class() -> type:
     model_config = fdp.message_type[0]
     model_config.field.add(name="saved_model_tags", number=1001, type=9, label=3)
     model_config.field.add(name="aspired_version_policy", number=1002, type=9, label=1)
+    model_config.oneof_decl.add(name="_prefer_tflite_model")  # proto3 optional: has presence
+    model_config.field.add(name="prefer_tflite_model", number=1003, type=8, label=1,
+                           proto3_optional=True,
+                           oneof_index=len(model_config.oneof_decl) - 1)
     pool.Add(fdp)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(full))
 
@@ -163,6 +171,8 @@ def _model(entry, where: str, default_tags: tuple[str, ...],
         labels=dict(entry.version_labels),
         tags=tags,
         preserve=preserve,
+        prefer_tflite=(entry.prefer_tflite_model if entry.HasField("prefer_tflite_model")
+                       else None),
     )
 
 

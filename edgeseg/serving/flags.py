@@ -13,12 +13,21 @@ marked "(edgeseg)" are not in TF Serving.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edgeseg.errors import InvalidArgument
 
 MIB = 1024 * 1024
+
+
+def _cpus() -> int:
+    """TF Serving's NumSchedulableCPUs: the default --num_tflite_pools."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _flag(default, help_text: str):  # noqa: ANN001, ANN202 - a dataclass field with help
@@ -84,6 +93,17 @@ class ServerFlags:
         "", "BatchingParameters text proto (max_batch_size, batch_timeout_micros, ...)")
     enable_model_warmup: bool = _flag(
         True, "replay assets.extra/tf_serving_warmup_requests before a version serves")
+    prefer_tflite_model: bool = _flag(
+        False, "serve a version folder's model.tflite (LiteRT) instead of its saved_model.pb; "
+        "folders without one fall back to the SavedModel")
+    num_tflite_pools: int = _flag(
+        _cpus(), "interpreter pools per model.tflite version; pools run in parallel "
+        "(default: the CPUs)")
+    num_tflite_interpreters_per_pool: int = _flag(
+        1, "interpreters in each pool; each serves one request at a time")
+    tflite_num_threads: int = _flag(
+        0, "(edgeseg) LiteRT/XNNPACK threads per interpreter; 0 = the CPUs divided among "
+        "all interpreters (at least 1)")
     shutdown_grace_seconds: float = _flag(
         10.0, "(edgeseg) on SIGTERM, how long in-flight requests may take to finish")
     validate_config: bool = _flag(

@@ -15,6 +15,9 @@ Unless told not to, :meth:`Loader.load` also replays the version's warmup reques
 Each version gets its own ``tf.Graph`` and ``tf.compat.v1.Session``: this is how one
 SavedModel with several meta-graphs ({serve}, {serve_quantized}) is served by tag, and how
 TF1 and TF2 exports are served alike.
+
+:func:`version_loader` is the factory the server uses: it picks this Loader or, for a folder
+with ``model.tflite`` when TFLite is preferred, tflite_loader.py's (same contract, LiteRT).
 """
 
 from __future__ import annotations
@@ -165,22 +168,41 @@ class Loader:
             session.close()
             raise _load_error(self.path, self.tags, exc) from exc
         graph.finalize()  # requests must not grow the graph
-        model: Any = LoadedModel(session, meta_graph, self.tags)
-        if self.batching is not None:
-            from edgeseg.serving.batching import BatchingModel  # noqa: PLC0415
-            from edgeseg.serving.metrics import SERVING  # noqa: PLC0415
+        return prepare(LoadedModel(session, meta_graph, self.tags), self.path, self.warmup,
+                       self.batching)
 
-            model = BatchingModel(model, self.batching, SERVING.batch_size.observe)
-            LIVE_BATCHERS.add(model)
-        if self.warmup:
-            from edgeseg.serving.warmup import replay  # noqa: PLC0415
 
-            try:
-                replay(model, self.path)
-            except EdgesegError:
-                model.close()
-                raise
-        return model
+def prepare(model: Any, path: Path, warmup: bool, batching: Any) -> Any:
+    """What every loaded model goes through before it serves, whatever its runtime:
+    wrapped for batching (batching.py) when configured, then warmed up (warmup.py)."""
+    if batching is not None:
+        from edgeseg.serving.batching import BatchingModel  # noqa: PLC0415
+        from edgeseg.serving.metrics import SERVING  # noqa: PLC0415
+
+        model = BatchingModel(model, batching, SERVING.batch_size.observe)
+        LIVE_BATCHERS.add(model)
+    if warmup:
+        from edgeseg.serving.warmup import replay  # noqa: PLC0415
+
+        try:
+            replay(model, path)
+        except EdgesegError:
+            model.close()
+            raise
+    return model
+
+
+def version_loader(path: str | Path, tags: Sequence[str], *, prefer_tflite: bool = False,
+                   tflite: Any = None, session_config: Any = None, warmup: bool = True,
+                   batching: Any = None) -> Any:
+    """The loader for one version folder, as TF Serving's SavedModelBundleFactory picks it:
+    with ``prefer_tflite`` and a ``model.tflite`` there, LiteRT (tflite_loader.py);
+    otherwise the SavedModel's meta-graph tagged ``tags``. Decided at each load attempt."""
+    from edgeseg.serving.tflite_loader import TFLITE_FILE, TfLiteLoader  # noqa: PLC0415
+
+    if prefer_tflite and (Path(path) / TFLITE_FILE).is_file():
+        return TfLiteLoader(path, tflite, warmup=warmup, batching=batching)
+    return Loader(path, tags, session_config=session_config, warmup=warmup, batching=batching)
 
 
 def _load_error(path: Path, tags: Sequence[str], exc: Exception) -> EdgesegError:

@@ -7,7 +7,8 @@ Contract (as TF Serving's ``AspiredVersionsManager``):
   unloaded (or simply forgotten if not loaded yet).
 * One manager thread asks the model's aspired-version policy (``policy.next_action``) for
   the next step and carries it out: a LOAD builds the model through a loader from
-  ``loader_factory(path, tags)`` and makes it AVAILABLE, or, when it fails, retries up to
+  ``loader_factory(path, tags)`` (plus ``prefer_tflite=`` when the model's config sets it)
+  and makes it AVAILABLE, or, when it fails, retries up to
   ``max_load_retries`` times ``retry_interval_s`` apart (without blocking other models) and
   then ends the version with its error kept; an UNLOAD refuses new requests, waits for the
   in-flight ones to release their handles, then frees the model.
@@ -34,7 +35,7 @@ from edgeseg.serving.servable import Handle, Servable, State
 
 log = logging.getLogger(__name__)
 
-LoaderFactory = Callable[[str, Sequence[str]], Any]  # (path, tags) -> object with .load()
+LoaderFactory = Callable[..., Any]  # (path, tags[, prefer_tflite=]) -> object with .load()
 MAX_ENDED_KEPT = 8  # per model: ended versions kept for GetModelStatus
 
 
@@ -44,6 +45,7 @@ class StreamOptions:
 
     tags: tuple[str, ...] = ("serve",)
     preserve: PreservePolicy = PreservePolicy.AVAILABILITY
+    prefer_tflite: bool | None = None  # None: the loader factory's own default (the flag)
 
 
 def not_found(name: str, version: int | None) -> NotFound:
@@ -189,8 +191,9 @@ class Manager:
         started = time.monotonic()
         log.info("loading %s version %d from %s (tags %s)", servable.name, servable.version,
                  servable.path, ",".join(options.tags))
+        extra = {} if options.prefer_tflite is None else {"prefer_tflite": options.prefer_tflite}
         try:
-            loader = self._loader_factory(servable.path, options.tags)
+            loader = self._loader_factory(servable.path, options.tags, **extra)
             model = loader.load()
         except EdgesegError as exc:
             self._load_failed(servable, exc)

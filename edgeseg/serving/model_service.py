@@ -39,7 +39,9 @@ def get_model_metadata(core: Any, request: Any) -> get_model_metadata_pb2.GetMod
         fill_model_spec(response.model_spec, handle.name, handle.version)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature in handle.model.signature_defs.items():
-            signature_map.signature_def[key].CopyFrom(signature)
+            # by bytes: a model.tflite's SignatureDefs are wire-compatible messages of
+            # edgeseg.agent.protos (no TensorFlow), not tensorflow.SignatureDef objects
+            signature_map.signature_def[key].MergeFromString(signature.SerializeToString())
         response.metadata[SIGNATURE_DEF].Pack(signature_map)
         return response
 

@@ -69,7 +69,8 @@ class ServerCore:
         """Serve ``models``; True if every first load settled within wait_s."""
         with self._config_lock:
             for model in models:
-                self.manager.set_options(model.name, StreamOptions(model.tags, model.preserve))
+                self.manager.set_options(model.name, StreamOptions(model.tags, model.preserve,
+                                                                   model.prefer_tflite))
             self.source.set_models(
                 [WatchedModel(m.name, m.base_path, m.policy) for m in models]
             )
