@@ -97,10 +97,13 @@ def _check_variables(variables: Path) -> None:
                       f"{first}") from None
 
 
-def check_tflite(path: str | Path) -> None:
-    """Refuse a model.tflite that is empty, not a TFLite flatbuffer, or cut short."""
+def check_tflite(path: str | Path, data: bytes | None = None) -> None:
+    """Refuse a model.tflite that is empty, not a TFLite flatbuffer, or cut short.
+
+    ``data``: the file's bytes when the caller has read them already (the TFLite loader).
+    """
     path = Path(path)
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     size = len(data)
     if size == 0:
         raise DataLoss(f"{path} is empty (0 bytes); expected a TFLite flatbuffer")

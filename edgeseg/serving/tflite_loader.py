@@ -215,12 +215,12 @@ class TfLiteLoader:
                 f"loading {self.file} needs about {need} bytes of RAM; {free} are available")
 
     def load(self) -> Any:
+        from edgeseg.serving import integrity  # noqa: PLC0415
         from edgeseg.serving.loader import prepare  # noqa: PLC0415
 
         self.check()
         data = self.file.read_bytes()
-        if not data:
-            raise DataLoss(f"{self.file} is empty")
+        integrity.check_tflite(self.file, data)
         make = functools.partial(build_interpreter, data, self.options.threads, self.file)
         first = make()
         try:

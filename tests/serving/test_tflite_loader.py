@@ -125,8 +125,8 @@ def test_a_shape_the_model_cannot_take_names_the_input_and_the_model_recovers(tm
 
 @pytest.mark.parametrize(("content", "error", "message"), [
     (b"", DataLoss, "is empty"),
-    (b"not a flatbuffer\n" * 40, DataLoss, "not a valid TFLite flatbuffer"),
-    (None, DataLoss, "not a valid TFLite flatbuffer"),  # truncated
+    (b"not a flatbuffer\n" * 40, DataLoss, "is not a TFLite model: expected the identifier TFL3"),
+    (None, DataLoss, "is truncated or corrupt: the flatbuffer reads past its end"),  # truncated
 ])
 def test_corrupt_files_fail_the_load_with_data_loss(tmp_path, content, error, message):
     data = _hpt_bytes()[:300] if content is None else content
