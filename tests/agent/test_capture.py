@@ -312,3 +312,33 @@ def test_csi_shorthand_takes_size_and_rate():
     spec = parse_source("csi://0?width=1280&height=720&fps=60")
     assert "sensor-id=0 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=60/1" \
         in spec.target
+
+
+def test_capture_flags_reach_the_source_config():
+    from edgeseg.agent.command import build_parser, load_config
+
+    args = build_parser().parse_args([
+        "--source", "rtsp://cam/x", "--max-fps", "12", "--read-timeout", "2.5",
+        "--open-timeout", "4", "--source-backoff-initial", "0.1", "--source-backoff-max", "3"])
+    src = load_config(args).source
+    assert (src.max_fps, src.read_timeout_s, src.open_timeout_s) == (12, 2.5, 4)
+    assert (src.backoff_initial_s, src.backoff_max_s) == (0.1, 3)
+    args = build_parser().parse_args(["--source", "a.mp4", "--pace", "7"])
+    assert load_config(args).source.pace == 7
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"fps": 5, "pace": 5}, "fps is deprecated: give pace and/or max_fps instead"),
+    ({"backoff_initial_s": 2, "backoff_max_s": 1}, "must not exceed backoff_max_s"),
+    ({"max_fps": 0}, "greater than 0"),
+])
+def test_bad_source_settings_name_the_key(fields, message):
+    from edgeseg.agent.config import load
+
+    with pytest.raises(InvalidArgument, match=message):
+        load(None, {"source.uri": "0", **{f"source.{k}": v for k, v in fields.items()}})
+
+
+def test_recovery_defaults_are_low():
+    cfg = SourceConfig(uri="rtsp://cam/x")
+    assert cfg.backoff_max_s <= 1.0 and cfg.backoff_initial_s <= 0.25
