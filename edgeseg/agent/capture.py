@@ -282,6 +282,8 @@ class Capture:
                     return
                 cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 continue
+            if reader.cancelled.is_set():
+                return  # given up while it hung: this frame is stale
             now = time.monotonic()
             self._grabs.append(now)
             if now < next_hand:

@@ -121,7 +121,8 @@ _CHANNELS = {"BGR": 3, "RGB": 3, "BGRx": 4, "BGRA": 4, "RGBx": 4, "RGBA": 4, "GR
 class GstCapture:
     def __init__(self, description: str, open_timeout_s: float, read_timeout_s: float) -> None:
         self.gst = gst = gst_module()
-        self.read_timeout_ns = int(read_timeout_s * gst.SECOND)
+        # a backstop: the capture's watchdog gives a hung read up at read_timeout_s
+        self.read_timeout_ns = int(2 * read_timeout_s * gst.SECOND)
         self.pipeline = _parse(gst, description)
         self.sink = _appsink(gst, self.pipeline)
         if self.sink.get_property("caps") is None:  # BGR first: what cv2 uses
