@@ -269,9 +269,6 @@ class Capture:
         while not self.stop.is_set() and not reader.cancelled.is_set():
             if not self.spec.live and time.monotonic() < next_read:
                 self.stop.wait(next_read - time.monotonic())
-            # keep the rate, but a reader that was late never bursts: frames stay at
-            # least 3/4 of an interval apart, like a camera's
-            next_read = max(next_read + read_every, time.monotonic() + read_every * 0.75)
             if not reader.call(cap.grab):
                 if self.spec.live or not reader.delivered:
                     reader.reason = getattr(cap, "last_error", None) or "the stream ended"
@@ -284,6 +281,9 @@ class Capture:
                 continue
             if reader.cancelled.is_set():
                 return  # given up while it hung: this frame is stale
+            # keep the rate (a loop's rewind costs no interval), but a reader that was late
+            # never bursts: frames stay at least 3/4 of an interval apart, like a camera's
+            next_read = max(next_read + read_every, time.monotonic() + read_every * 0.75)
             now = time.monotonic()
             self._grabs.append(now)
             if now < next_hand:
