@@ -91,7 +91,11 @@ def _parse(gst, description: str):
     try:
         pipeline = gst.parse_launch(description)
     except GLib.Error as exc:
-        raise FailedPrecondition(f"GStreamer pipeline {description!r}: {exc.message}") from None
+        hint = ""
+        if any(f'"{e}"' in exc.message for e in ("nvarguscamerasrc", "nvvidconv")):
+            hint = " (JetPack's GStreamer elements: a CSI camera is read on a Jetson only)"
+        raise FailedPrecondition(f"GStreamer pipeline {description!r}: {exc.message}"
+                                 f"{hint}") from None
     if _appsink(gst, pipeline) is None:
         raise FailedPrecondition(f"GStreamer pipeline {description!r} has no appsink: end "
                                  f"it with `! appsink`")
