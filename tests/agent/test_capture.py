@@ -181,8 +181,15 @@ def fake_capture(monkeypatch, cameras, **cfg):
     monkeypatch.setattr(capture_mod, "diagnose", lambda spec, timeout: None)
     states, stop = [], threading.Event()
     out = DropOldestQueue(1000)
+
+    def on_state(up):
+        states.append(up)
+        on_state.at.append(time.monotonic())
+
+    on_state.at = []
     cap = Capture(SourceConfig(uri="/dev/video7", **cfg), out, stop, AgentMetrics(),
-                  on_state=states.append)
+                  on_state=on_state)
+    cap.state_times = on_state.at
     cap.opener = fake_open
     return cap, opened, states, stop, out
 
@@ -210,9 +217,8 @@ def test_a_hung_camera_is_noticed_within_read_timeout(monkeypatch, caplog):
         cap.start()
         wait_until(lambda: hung.left < 0, 5, what="the camera to hang")
         hung_at = time.monotonic()
-        wait_until(lambda: states[-1:] == [False], 3, what="the hang noticed")
-        noticed = time.monotonic() - hung_at
-        wait_until(lambda: states[-1:] == [True], 3, what="the second camera")
+        wait_until(lambda: states[:3] == [True, False, True], 5, what="the second camera")
+        noticed = cap.state_times[1] - hung_at
         stop.set()
         cap.join(2)
     assert noticed <= 0.5 + 0.3, noticed  # read_timeout_s plus one poll
@@ -342,3 +348,19 @@ def test_bad_source_settings_name_the_key(fields, message):
 def test_recovery_defaults_are_low():
     cfg = SourceConfig(uri="rtsp://cam/x")
     assert cfg.backoff_max_s <= 1.0 and cfg.backoff_initial_s <= 0.25
+
+
+def test_opencv_and_ffmpeg_speak_only_at_debug(agent_factory):
+    port = free_port()  # nothing listens: every open is refused
+    quiet = agent_factory("--source", f"http://127.0.0.1:{port}/cam.mjpg", "--mqtt",
+                          f"127.0.0.1:{free_port()}")
+    loud = agent_factory("--source", f"http://127.0.0.1:{port}/cam.mjpg", "--mqtt",
+                         f"127.0.0.1:{free_port()}", "--log-level", "DEBUG")
+    wait_until(lambda: loud.text().count("still unavailable") >= 2, 30, what="retries")
+    wait_until(lambda: "cannot open source" in quiet.text(), 10, what="the first line")
+    ffmpeg_says = f"Connection to tcp://127.0.0.1:{port} failed"
+    assert ffmpeg_says in loud.text()  # FFmpeg's own line, at DEBUG
+    assert f"127.0.0.1:{port}: Connection refused" in quiet.text()  # the cause, in ours
+    wait_until(lambda: loud.text().count("still unavailable") >= 4, 30, what="more retries")
+    assert ffmpeg_says not in quiet.text() and "VIDEOIO" not in quiet.text()
+    assert quiet.text().count("edgeseg.agent.capture") == 1  # one line for the outage
