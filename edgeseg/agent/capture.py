@@ -97,6 +97,8 @@ class _Reader:
             self.opened.set()
             try:
                 c._read_until_lost(cap, self)
+            except SourceUnavailable as exc:  # e.g. a pixel format appsink cannot hand on
+                self.reason = str(exc)
             finally:
                 cap.release()
         except Exception:
