@@ -12,6 +12,7 @@ needs python3-gi, gir1.2-gst-rtsp-server-1.0 and gstreamer1.0-plugins-ugly.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -88,6 +89,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--read-timeout", type=float, default=5.0)
     args = ap.parse_args()
+    logging.getLogger("edgeseg.agent.capture").setLevel(logging.ERROR)  # the table only
     if why := gst_rtsp_missing():
         print(f"skipped: {why}")
         return 0
