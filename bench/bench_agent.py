@@ -131,7 +131,7 @@ def run_agent(args, server: str, broker: int, clip: Path, workdir: Path):
     time.sleep(0.3)
     agent = subprocess.Popen(
         [sys.executable, "-m", "edgeseg", "agent", "--source", str(clip), "--loop",
-         "--fps", str(args.fps), "--server", server, "--mqtt", f"127.0.0.1:{broker}",
+         "--pace", str(args.fps), "--server", server, "--mqtt", f"127.0.0.1:{broker}",
          "--topic-prefix", "bench/agent", "--max-in-flight", str(args.max_in_flight),
          "--log-level", "WARNING"], cwd=REPO, stderr=(workdir / "agent.log").open("w"))
     try:

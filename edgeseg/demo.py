@@ -251,7 +251,7 @@ def main(argv: list[str]) -> int:
             wait_for_port(grpc_port, server, 300)
         preview_port = pick_port(args.preview_port)
         agent_argv = [sys.executable, "-m", "edgeseg", "agent", "--source", str(clip), "--loop",
-                      "--fps", str(args.fps), "--server", f"127.0.0.1:{grpc_port}",
+                      "--pace", str(args.fps), "--server", f"127.0.0.1:{grpc_port}",
                       "--model", "deeplab", "--mqtt", mqtt, "--device-id", "demo",
                       "--camera", "cam0", "--labels",
                       str(version_dir / "assets.extra" / "labels.txt"),

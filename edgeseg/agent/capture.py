@@ -94,9 +94,13 @@ class _Reader:
                 cap.release()
                 return
             c._grabs.clear()  # the rate is this session's
+            native = cap.get(cv2.CAP_PROP_FPS) if c.spec.live else 0.0
+            c._native_fps = native if 0 < native < 1000 else None
             self.opened.set()
             try:
                 c._read_until_lost(cap, self)
+            except SourceUnavailable as exc:  # e.g. a pixel format appsink cannot hand on
+                self.reason = str(exc)
             finally:
                 cap.release()
         except Exception:
@@ -142,6 +146,7 @@ class Capture:
         self.failed = False  # a thread died of a bug (the pipeline then exits 1)
         self._up: bool | None = None
         self._grabs: collections.deque[float] = collections.deque(maxlen=30)
+        self._native_fps: float | None = None
         self._outage: dict | None = None
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -212,8 +217,11 @@ class Capture:
             self.metrics.source_reconnects.inc()
         wait = self.backoff.next_delay()
         if self._outage is None:
-            self._outage = {"since": time.monotonic(), "attempts": 0, "rate": self._rate(),
-                            "was_up": self.frames > 0}
+            was_up = self.frames > 0
+            # a hung camera's outage began at its last frame, read_timeout_s ago
+            since = self._grabs[-1] if was_up and self._grabs else time.monotonic()
+            self._outage = {"since": since, "attempts": 0, "rate": self._rate(),
+                            "was_up": was_up}
             if self._outage["was_up"]:
                 log.warning("capture: source %r lost: %s; reconnecting (retry in %.2f s, "
                             "then at most every %.1f s)", self.name, why, wait,
@@ -230,8 +238,13 @@ class Capture:
         self.stop.wait(wait)
 
     def _rate(self) -> float | None:
+        """The camera's frame rate as seen over the last 30 frames; right after an open,
+        where a burst of buffered frames would inflate that, what the stream declares."""
         g = self._grabs
-        return (len(g) - 1) / (g[-1] - g[0]) if len(g) >= 2 and g[-1] > g[0] else None
+        seen = (len(g) - 1) / (g[-1] - g[0]) if len(g) >= 2 and g[-1] > g[0] else None
+        if seen is not None and (g[-1] - g[0] >= 1.0 or not self._native_fps):
+            return seen
+        return self._native_fps
 
     def _back(self) -> None:
         """Frames flow (again): end the outage with its one summary line."""
@@ -269,9 +282,6 @@ class Capture:
         while not self.stop.is_set() and not reader.cancelled.is_set():
             if not self.spec.live and time.monotonic() < next_read:
                 self.stop.wait(next_read - time.monotonic())
-            # keep the rate, but a reader that was late never bursts: frames stay at
-            # least 3/4 of an interval apart, like a camera's
-            next_read = max(next_read + read_every, time.monotonic() + read_every * 0.75)
             if not reader.call(cap.grab):
                 if self.spec.live or not reader.delivered:
                     reader.reason = getattr(cap, "last_error", None) or "the stream ended"
@@ -282,6 +292,11 @@ class Capture:
                     return
                 cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 continue
+            if reader.cancelled.is_set():
+                return  # given up while it hung: this frame is stale
+            # keep the rate (a loop's rewind costs no interval), but a reader that was late
+            # never bursts: frames stay at least 3/4 of an interval apart, like a camera's
+            next_read = max(next_read + read_every, time.monotonic() + read_every * 0.75)
             now = time.monotonic()
             self._grabs.append(now)
             if now < next_hand:

@@ -91,7 +91,11 @@ def _parse(gst, description: str):
     try:
         pipeline = gst.parse_launch(description)
     except GLib.Error as exc:
-        raise FailedPrecondition(f"GStreamer pipeline {description!r}: {exc.message}") from None
+        hint = ""
+        if any(f'"{e}"' in exc.message for e in ("nvarguscamerasrc", "nvvidconv")):
+            hint = " (JetPack's GStreamer elements: a CSI camera is read on a Jetson only)"
+        raise FailedPrecondition(f"GStreamer pipeline {description!r}: {exc.message}"
+                                 f"{hint}") from None
     if _appsink(gst, pipeline) is None:
         raise FailedPrecondition(f"GStreamer pipeline {description!r} has no appsink: end "
                                  f"it with `! appsink`")
@@ -121,7 +125,8 @@ _CHANNELS = {"BGR": 3, "RGB": 3, "BGRx": 4, "BGRA": 4, "RGBx": 4, "RGBA": 4, "GR
 class GstCapture:
     def __init__(self, description: str, open_timeout_s: float, read_timeout_s: float) -> None:
         self.gst = gst = gst_module()
-        self.read_timeout_ns = int(read_timeout_s * gst.SECOND)
+        # a backstop: the capture's watchdog gives a hung read up at read_timeout_s
+        self.read_timeout_ns = int(2 * read_timeout_s * gst.SECOND)
         self.pipeline = _parse(gst, description)
         self.sink = _appsink(gst, self.pipeline)
         if self.sink.get_property("caps") is None:  # BGR first: what cv2 uses

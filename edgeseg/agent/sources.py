@@ -155,9 +155,16 @@ def diagnose(spec: SourceSpec, timeout: float) -> str | None:
 
 
 def quiet_opencv(debug: bool) -> None:
-    """OpenCV's and FFmpeg's stderr lines only when the agent logs at DEBUG."""
+    """OpenCV's and FFmpeg's stderr lines only when the agent logs at DEBUG. Call it before
+    the first capture opens: OpenCV reads FFmpeg's level (AV_LOG_PANIC=0, AV_LOG_WARNING=24)
+    once, when its FFmpeg backend starts. An OPENCV_FFMPEG_LOGLEVEL already set is kept
+    (raised to warnings at DEBUG)."""
     levels = cv2.utils.logging
     levels.setLogLevel(levels.LOG_LEVEL_DEBUG if debug else levels.LOG_LEVEL_SILENT)
+    if not debug:
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")
+    elif int(os.environ.get("OPENCV_FFMPEG_LOGLEVEL", "0") or 0) < 24:
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "24"  # asked for DEBUG: at least warnings
 
 
 def open_source(spec: SourceSpec, cfg: SourceConfig):

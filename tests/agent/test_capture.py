@@ -182,8 +182,15 @@ def fake_capture(monkeypatch, cameras, **cfg):
     monkeypatch.setattr(capture_mod, "diagnose", lambda spec, timeout: None)
     states, stop = [], threading.Event()
     out = DropOldestQueue(1000)
+
+    def on_state(up):
+        states.append(up)
+        on_state.at.append(time.monotonic())
+
+    on_state.at = []
     cap = Capture(SourceConfig(uri="/dev/video7", **cfg), out, stop, AgentMetrics(),
-                  on_state=states.append)
+                  on_state=on_state)
+    cap.state_times = on_state.at
     cap.opener = fake_open
     return cap, opened, states, stop, out
 
@@ -211,9 +218,8 @@ def test_a_hung_camera_is_noticed_within_read_timeout(monkeypatch, caplog):
         cap.start()
         wait_until(lambda: hung.left < 0, 5, what="the camera to hang")
         hung_at = time.monotonic()
-        wait_until(lambda: states[-1:] == [False], 3, what="the hang noticed")
-        noticed = time.monotonic() - hung_at
-        wait_until(lambda: states[-1:] == [True], 3, what="the second camera")
+        wait_until(lambda: states[:3] == [True, False, True], 5, what="the second camera")
+        noticed = cap.state_times[1] - hung_at
         stop.set()
         cap.join(2)
     assert noticed <= 0.5 + 0.3, noticed  # read_timeout_s plus one poll
@@ -226,24 +232,24 @@ def test_a_hung_camera_is_noticed_within_read_timeout(monkeypatch, caplog):
 
 def test_an_outage_is_one_line_at_its_start_and_one_at_its_end(monkeypatch, caplog):
     cameras = [FakeCamera(30, rate=100), FakeCamera(10_000, rate=100)]
-    cap, opened, states, stop, _out = fake_capture(
+    cap, _opened, states, stop, _out = fake_capture(
         monkeypatch, cameras, backoff_initial_s=0.05, backoff_max_s=0.1)
-    cap.opener_real = cap.opener
-    fail_until = []
+    calls, refused_until = [], []
 
-    def flaky_open(spec, cfg):  # camera 1, then refused for ~0.6 s, then camera 2
-        if len(opened) == 1 and fail_until and time.monotonic() < fail_until[0]:
+    def opener(spec, cfg):  # camera 1; then refused for 0.6 s; then camera 2
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            return cameras[0]
+        if not refused_until:
+            refused_until.append(time.monotonic() + 0.6)
+        if time.monotonic() < refused_until[0]:
             raise SourceUnavailable("127.0.0.1:8554: Connection refused")
-        if len(opened) == 1 and not fail_until:
-            fail_until.append(time.monotonic() + 0.6)
-            raise SourceUnavailable("127.0.0.1:8554: Connection refused")
-        return cap.opener_real(spec, cfg)
+        return cameras[1]
 
+    cap.opener = opener
     with caplog.at_level(logging.INFO, "edgeseg.agent.capture"):
         cap.start()
-        wait_until(lambda: len(opened) == 1 and cameras[0].left < 0, 5, what="first camera")
-        cap.opener = flaky_open
-        wait_until(lambda: states == [True, False, True], 5, what="the camera back")
+        wait_until(lambda: states == [True, False, True], 10, what="the camera back")
         stop.set()
         cap.join(2)
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -313,3 +319,49 @@ def test_csi_shorthand_takes_size_and_rate():
     spec = parse_source("csi://0?width=1280&height=720&fps=60")
     assert "sensor-id=0 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=60/1" \
         in spec.target
+
+
+def test_capture_flags_reach_the_source_config():
+    from edgeseg.agent.command import build_parser, load_config
+
+    args = build_parser().parse_args([
+        "--source", "rtsp://cam/x", "--max-fps", "12", "--read-timeout", "2.5",
+        "--open-timeout", "4", "--source-backoff-initial", "0.1", "--source-backoff-max", "3"])
+    src = load_config(args).source
+    assert (src.max_fps, src.read_timeout_s, src.open_timeout_s) == (12, 2.5, 4)
+    assert (src.backoff_initial_s, src.backoff_max_s) == (0.1, 3)
+    args = build_parser().parse_args(["--source", "a.mp4", "--pace", "7"])
+    assert load_config(args).source.pace == 7
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"fps": 5, "pace": 5}, "fps is deprecated: give pace and/or max_fps instead"),
+    ({"backoff_initial_s": 2, "backoff_max_s": 1}, "must not exceed backoff_max_s"),
+    ({"max_fps": 0}, "greater than 0"),
+])
+def test_bad_source_settings_name_the_key(fields, message):
+    from edgeseg.agent.config import load
+
+    with pytest.raises(InvalidArgument, match=message):
+        load(None, {"source.uri": "0", **{f"source.{k}": v for k, v in fields.items()}})
+
+
+def test_recovery_defaults_are_low():
+    cfg = SourceConfig(uri="rtsp://cam/x")
+    assert cfg.backoff_max_s <= 1.0 and cfg.backoff_initial_s <= 0.25
+
+
+def test_opencv_and_ffmpeg_speak_only_at_debug(agent_factory):
+    port = free_port()  # nothing listens: every open is refused
+    quiet = agent_factory("--source", f"http://127.0.0.1:{port}/cam.mjpg", "--mqtt",
+                          f"127.0.0.1:{free_port()}")
+    loud = agent_factory("--source", f"http://127.0.0.1:{port}/cam.mjpg", "--mqtt",
+                         f"127.0.0.1:{free_port()}", "--log-level", "DEBUG")
+    wait_until(lambda: loud.text().count("still unavailable") >= 2, 30, what="retries")
+    wait_until(lambda: "cannot open source" in quiet.text(), 10, what="the first line")
+    ffmpeg_says = f"Connection to tcp://127.0.0.1:{port} failed"
+    assert ffmpeg_says in loud.text()  # FFmpeg's own line, at DEBUG
+    assert f"127.0.0.1:{port}: Connection refused" in quiet.text()  # the cause, in ours
+    wait_until(lambda: loud.text().count("still unavailable") >= 4, 30, what="more retries")
+    assert ffmpeg_says not in quiet.text() and "VIDEOIO" not in quiet.text()
+    assert quiet.text().count("edgeseg.agent.capture") == 1  # one line for the outage

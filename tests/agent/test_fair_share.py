@@ -44,6 +44,7 @@ def test_three_cameras_share_one_server_fairly(tmp_path, mosquitto, shared_real_
     time.sleep(WINDOW)
     end = time.time()
     room = {name: rate(rec, name, start, end) for name in agents}
+    print("masks/s with room:", room)  # shown with -s
     assert all(r >= 0.9 * RATE for r in room.values()), room
 
     # cam2 floods: a camera as fast as the file decodes, four requests in flight
@@ -56,6 +57,7 @@ def test_three_cameras_share_one_server_fairly(tmp_path, mosquitto, shared_real_
     time.sleep(WINDOW)
     end = time.time()
     flooded = {name: rate(rec, name, start, end) for name in agents}
+    print("masks/s beside a flood:", flooded)  # shown with -s
     assert flooded["cam2"] > 3 * RATE, flooded  # it really takes the server's spare room
     assert flooded["cam0"] >= 0.8 * RATE and flooded["cam1"] >= 0.8 * RATE, flooded
     for agent in (agents["cam0"], agents["cam1"], flood):
