@@ -32,7 +32,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from google.protobuf import json_format
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -42,7 +41,7 @@ from tensorflow_serving.apis import (
 )
 
 from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status, Unavailable
-from edgeseg.serving import classify, json_codec, model_service, signatures
+from edgeseg.serving import classify, json_codec, model_service, protocompat, signatures
 from edgeseg.serving.health import readiness
 from edgeseg.serving.metrics import SERVING
 from edgeseg.serving.predict import run_signature
@@ -80,8 +79,7 @@ def _spec(match: re.Match) -> model_pb2.ModelSpec:
 
 
 def _as_json(message: Any) -> dict:
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True,
-                                     preserving_proto_field_name=True)
+    return protocompat.message_to_dict(message)
 
 
 def model_status(core: Any, spec: model_pb2.ModelSpec) -> dict:
