@@ -7,11 +7,15 @@ Where things are (one module per concept, each opening with its contract):
   -> server_core.py (the configured models, labels, request routing); warmup.py replays
   recorded requests inside a load
 - configuration: flags.py (command line), config.py (model_config_list text proto),
-  tls.py (--ssl_config_file), metrics.py (--monitoring_config_file and the registry)
+  textproto.py (TF Serving's config protos the wheel lacks, errors in TF Serving's words),
+  tls.py (--ssl_config_file), metrics.py (--monitoring_config_file and the registry),
+  session_options.py (threads, GPU memory, mixed precision: every session's ConfigProto),
+  protocompat.py (the protobuf calls spelled differently across protobuf 4.25-7)
 - the API core, transport-independent: predict.py, classify.py (Classify/Regress/
   MultiInference), model_service.py (metadata, status, reload); signatures.py and
   tensors.py are the pure pieces they share
 - transports: grpc_api.py and rest_api.py (with json_codec.py) only convert and delegate;
-  each maps statuses in one place; health.py (grpc.health.v1 and REST readiness)
+  each maps statuses in one place; health.py (grpc.health.v1 and REST readiness);
+  profiler.py (TensorFlow's ProfilerService on the gRPC port)
 - the process: command.py (start-up, readiness via edgeseg.sdnotify, SIGTERM)
 """
