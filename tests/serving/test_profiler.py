@@ -85,15 +85,15 @@ def test_emit_xspace_returns_the_trace_and_a_second_capture_waits(busy_server, t
 
     capture = threading.Thread(target=capture_long)
     capture.start()
-    quick = messages["ProfileRequest"](duration_ms=100, emit_xspace=True)
+    quick = messages["ProfileRequest"](duration_ms=500, emit_xspace=True)
     with pytest.raises(grpc.RpcError) as busy:
-        for _ in range(300):  # until the long capture holds the profiler
+        for _ in range(100):  # until the long capture holds the profiler
             _call(busy_server, "Profile", quick)
     assert busy.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "another profile" in busy.value.details()
     _call(busy_server, "Terminate", messages["TerminateRequest"](session_id="long"))
     capture.join(60)
-    assert not capture.is_alive() and not result[0].empty_trace  # ended by Terminate
+    assert not capture.is_alive() and len(result) == 1  # ended by Terminate, long before 60 s
     assert [p.name for p in (tmp_path / "long").iterdir()] == [  # no host_name: ours
         f"{socket.gethostname()}.xplane.pb"]
     response = _call(busy_server, "Profile", quick)
