@@ -137,4 +137,6 @@ def usage() -> str:
              "A TensorFlow-Serving-compatible gRPC model server. Flags:"]
     for f in dataclasses.fields(ServerFlags):
         lines.append(f"  --{f.name}={f.default}\n      {f.metadata['help']}")
+    lines.append("  --verbose\n      (edgeseg) show all of TensorFlow's own log lines, its GPU "
+                 "probe included (read by the edgeseg command)")
     return "\n".join(lines)
