@@ -20,7 +20,17 @@ LIGHT_VENV ?= .venv-light
 LIGHT_STAMP := $(LIGHT_VENV)/.edgeseg-installed
 LIGHT_SOURCES := $(shell find edgeseg exporters -name '*.py' -o -name '*.json' -o -name '*.html')
 
-.PHONY: demo test lint pytest system-deps venv-gi bench clean light-venv
+
+# The floor leg: the lowest TensorFlow edgeseg declares (pins in .ci/constraints-floor.txt,
+# protobuf 4.25 with them) in its own virtualenv, running the tests of every module that
+# calls TensorFlow or protobuf: by directory, so tests added there are picked up.
+FLOOR_VENV ?= .venv-floor
+FLOOR_BIN := $(FLOOR_VENV)/bin
+FLOOR_STAMP := $(FLOOR_VENV)/.edgeseg-installed
+FLOOR_CONSTRAINTS := .ci/constraints-floor.txt
+FLOOR_TESTS ?= tests/serving tests/exporters
+
+.PHONY: demo test test-floor lint pytest system-deps venv-gi bench clean light-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +49,13 @@ $(LIGHT_STAMP): pyproject.toml $(LIGHT_SOURCES)
 	@touch $@
 
 light-venv: $(LIGHT_STAMP)
+
+$(FLOOR_STAMP): pyproject.toml $(FLOOR_CONSTRAINTS)
+	@test -x $(FLOOR_BIN)/python || $(PYTHON) -m venv $(FLOOR_VENV)
+	@echo "edgeseg: installing the floor TensorFlow into $(FLOOR_VENV) (first time: a few minutes)…"
+	@$(FLOOR_BIN)/python -m pip install --quiet --upgrade pip
+	@$(FLOOR_BIN)/python -m pip install --quiet --constraint $(FLOOR_CONSTRAINTS) -e '.[dev]'
+	@touch $@
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -74,6 +91,11 @@ pytest: $(STAMP) $(LIGHT_STAMP) system-deps venv-gi
 	$(BIN)/python -m pytest
 
 test: lint pytest
+
+test-floor: $(FLOOR_STAMP) system-deps
+	@$(FLOOR_BIN)/python -c 'import google.protobuf as p, tensorflow as t; \
+	  print("edgeseg: floor leg: tensorflow", t.__version__, "protobuf", p.__version__)' 2>/dev/null
+	$(FLOOR_BIN)/python -m pytest $(FLOOR_TESTS)
 
 demo: $(STAMP) system-deps venv-gi
 	$(BIN)/edgeseg demo --workdir $(DEMO_DIR)

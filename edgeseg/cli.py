@@ -9,11 +9,18 @@ An :class:`~edgeseg.errors.EdgesegError` escaping a command becomes one line on
 stderr and a non-zero exit status; anything else is a bug and keeps its traceback.
 A command that needs TensorFlow in an install without it (``pip install edgeseg``, no
 ``[tensorflow]`` extra) says so in one line naming the extra and exits 2.
+
+Verbosity: the commands that import TensorFlow (:data:`TF_COMMANDS`) run with TensorFlow's
+C++ log level raised (TF_CPP_MIN_LOG_LEVEL, unless set) and, when run as the program, with
+its start-up noise filtered off stderr (tfnoise.py: the CUDA probe on machines without a GPU
+driver). ``--verbose`` (before or after the command name) or ``EDGESEG_VERBOSE=1`` shows
+everything TensorFlow prints.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -35,6 +42,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 TENSORFLOW_HINT = "install it with: pip install 'edgeseg[tensorflow]'"
 _TENSORFLOW_PACKAGES = {"tensorflow", "tensorflow_serving", "tf_keras"}
 
+# commands that import TensorFlow -> their quiet TF_CPP_MIN_LOG_LEVEL (1: no INFO, 2: no WARNING)
+TF_COMMANDS = {"serve": "1", "export": "2", "inspect": "2", "demo": "2"}
+
 # CLI exit codes by status: usage-type errors get 2 (as argparse), the rest 1.
 _USAGE_STATUSES = {Status.INVALID_ARGUMENT, Status.ALREADY_EXISTS, Status.NOT_FOUND}
 
@@ -43,7 +53,8 @@ def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [f"usage: edgeseg COMMAND [ARGS...]   (edgeseg {__version__})", "", "commands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += ["", "Run 'edgeseg COMMAND --help' for a command's options."]
+    lines += ["", "Run 'edgeseg COMMAND --help' for a command's options.",
+              "--verbose (or EDGESEG_VERBOSE=1) shows all of TensorFlow's own log lines."]
     return "\n".join(lines)
 
 
@@ -60,9 +71,25 @@ def _needs_tensorflow(name: str) -> int:
           f"{TENSORFLOW_HINT}", file=sys.stderr)
     return 2
 
+def _verbosity(name: str, rest: list[str], program: bool, verbose: bool) -> list[str]:
+    """Set TensorFlow's logging up for ``name``; its arguments without ``--verbose``."""
+    if name not in TF_COMMANDS:
+        return rest
+    verbose = verbose or "--verbose" in rest or os.environ.get("EDGESEG_VERBOSE", "") not in (
+        "", "0")
+    rest = [arg for arg in rest if arg != "--verbose"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else TF_COMMANDS[name])
+    if program and not verbose:
+        from edgeseg.tfnoise import quiet_native_stderr  # noqa: PLC0415
+
+        quiet_native_stderr()
+    return rest
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool(args) and args[0] == "--verbose"
+    args = args[1:] if verbose else args
     if not args or args[0] in {"-h", "--help", "help"}:
         print(_usage())
         return 0
@@ -75,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     module_name, _ = COMMANDS[name]
+    rest = _verbosity(name, rest, program=argv is None, verbose=verbose)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -8,14 +8,18 @@ Where things are (one module per concept, each opening with its contract):
   recorded requests inside a load; integrity.py refuses empty or truncated model files
   before a load
 - configuration: flags.py (command line), config.py (model_config_list text proto),
-  tls.py (--ssl_config_file), metrics.py (--monitoring_config_file and the registry)
+  textproto.py (TF Serving's config protos the wheel lacks, errors in TF Serving's words),
+  tls.py (--ssl_config_file), metrics.py (--monitoring_config_file and the registry),
+  session_options.py (threads, GPU memory, mixed precision: every session's ConfigProto),
+  protocompat.py (the protobuf calls spelled differently across protobuf 4.25-7)
 - model.tflite (--prefer_tflite_model): loader.version_loader picks tflite_loader.py for a
   folder that has one (LiteRT, no TensorFlow; tflite_pool.py, tflite_signatures.py)
 - the API core, transport-independent: predict.py, classify.py (Classify/Regress/
   MultiInference), model_service.py (metadata, status, reload); signatures.py and
   tensors.py are the pure pieces they share
 - transports: grpc_api.py and rest_api.py (with json_codec.py) only convert and delegate;
-  each maps statuses in one place; health.py (grpc.health.v1 and REST readiness)
+  each maps statuses in one place; health.py (grpc.health.v1 and REST readiness);
+  profiler.py (TensorFlow's ProfilerService on the gRPC port)
 - front doors under load: http_server.py (REST's selector loop and fixed worker pool, with
   http_message.py for the wire format), grpc_admission.py (the bound on gRPC calls)
 - the process: command.py (start-up, readiness via edgeseg.sdnotify, SIGTERM)

@@ -35,6 +35,7 @@ from edgeseg.serving.config import (
 from edgeseg.serving.flags import ServerFlags, parse_flags, usage
 from edgeseg.serving.metrics import SERVING, parse_monitoring_config
 from edgeseg.serving.policy import aspired_versions
+from edgeseg.serving.session_options import thread_counts
 from edgeseg.serving.source import list_versions
 from edgeseg.serving.tls import TlsConfig, grpc_credentials, load_ssl_config, ssl_context
 
@@ -63,8 +64,8 @@ def _check_flags(flags: ServerFlags) -> None:
     if not 0.0 <= flags.per_process_gpu_memory_fraction <= 1.0:
         raise InvalidArgument("--per_process_gpu_memory_fraction must be in 0..1, got "
                               f"{flags.per_process_gpu_memory_fraction}")
-    if min(flags.tensorflow_intra_op_parallelism, flags.tensorflow_inter_op_parallelism) < 0:
-        raise InvalidArgument("--tensorflow_*_op_parallelism must be >= 0")
+    thread_counts(flags.tensorflow_intra_op_parallelism, flags.tensorflow_inter_op_parallelism,
+                  flags.tensorflow_session_parallelism)  # TF Serving's rule; raises
     if flags.rest_api_num_threads < 0 or flags.rest_api_idle_timeout_s <= 0:
         raise InvalidArgument("--rest_api_num_threads must be >= 0 and "
                               "--rest_api_idle_timeout_s > 0")
@@ -159,17 +160,12 @@ def _batching(flags: ServerFlags) -> BatchingOptions | None:
 
 def _build_core(flags: ServerFlags, batching: BatchingOptions | None):  # noqa: ANN202
     """The ServerCore the flags describe, its metrics collectors attached (imports TF)."""
-    from edgeseg.serving.loader import (  # noqa: PLC0415
-        LIVE_BATCHERS,
-        session_config,
-        version_loader,
-    )
+    from edgeseg.serving import session_options  # noqa: PLC0415
+    from edgeseg.serving.loader import LIVE_BATCHERS, version_loader  # noqa: PLC0415
     from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415
     from edgeseg.serving.tflite_loader import TfLiteOptions  # noqa: PLC0415
 
-    config = session_config(flags.tensorflow_intra_op_parallelism,
-                            flags.tensorflow_inter_op_parallelism,
-                            flags.per_process_gpu_memory_fraction, flags.gpu_allow_growth)
+    config, summary = session_options.from_flags(flags)
     core = ServerCore(CoreOptions(
         file_system_poll_wait_s=flags.file_system_poll_wait_seconds,
         max_load_retries=flags.max_num_load_retries,
@@ -179,7 +175,8 @@ def _build_core(flags: ServerFlags, batching: BatchingOptions | None):  # noqa: 
         default_tags=split_tags(flags.saved_model_tags),
         default_preserve=parse_preserve(flags.aspired_version_policy),
     ), functools.partial(version_loader, session_config=config, warmup=flags.enable_model_warmup,
-                         batching=batching, prefer_tflite=flags.prefer_tflite_model,
+                         batching=batching, session_summary=summary,
+                         prefer_tflite=flags.prefer_tflite_model,
                          tflite=TfLiteOptions(flags.num_tflite_pools,
                                               flags.num_tflite_interpreters_per_pool,
                                               flags.tflite_num_threads)))

@@ -19,6 +19,9 @@ its ``model.tflite``) from the same export side by side. They default to the ser
 are parsed through a copy of ``ModelConfig`` with extra field numbers (1001-1003; the last a
 proto3 ``optional``, so "false" overrides a true flag), so the text-format parser reports
 errors in them as in any other field.
+A malformed file is refused in TF Serving's words (textproto.py): ``Error parsing
+text-format tensorflow.serving.ModelServerConfig: LINE:COLUMN: ...``, naming TF
+Serving's message types rather than our copies.
 """
 
 from __future__ import annotations
@@ -27,14 +30,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2, message_factory, text_format
+from google.protobuf import descriptor_pb2, message_factory
 
 from edgeseg.errors import InvalidArgument
+from edgeseg.serving import textproto
 from edgeseg.serving.policy import PreservePolicy, VersionPolicy, VersionPolicyKind
 from edgeseg.wire.apis import model_server_config_pb2
 from edgeseg.wire.schema import POOL
 
-_EXT_PACKAGE = "edgeseg.serving"
+_EXT_PACKAGE = textproto.PACKAGE
 _RETARGET = {
     ".tensorflow.serving.ModelConfig",
     ".tensorflow.serving.ModelConfig.VersionLabelsEntry",
@@ -112,12 +116,7 @@ def parse_model_config(
     default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY,
 ) -> list[ModelConfig]:
     """The models of a ModelServerConfig text proto; InvalidArgument on anything wrong."""
-    extended = _extended_config_class()()
-    try:
-        text_format.Parse(text, extended)
-    except text_format.ParseError as exc:
-        raise InvalidArgument(f"{origin}: not a valid ModelServerConfig text proto: {exc}"
-                              ) from None
+    extended = textproto.parse(_extended_config_class(), text, origin)
     return _models(extended, origin, tuple(default_tags), default_preserve)
 
 

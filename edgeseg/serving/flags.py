@@ -88,6 +88,12 @@ class ServerFlags:
         0.0, "share of each GPU's memory TF may take; 0 = TensorFlow's default")
     gpu_allow_growth: bool = _flag(
         False, "(edgeseg) let TF take GPU memory as needed instead of all at start-up")
+    # -- session options (session_options.py) --
+    tensorflow_session_parallelism: int = _flag(
+        0, "threads for both of the above when neither is given; 0 = TensorFlow's choice")
+    auto_mixed_precision: bool = _flag(
+        False, "(edgeseg) grappler's mixed-precision rewrite: float16 on a GPU, bfloat16 on a "
+        "CPU with avx512_bf16/amx_bf16; elsewhere a logged no-op")
     enable_batching: bool = _flag(False, "merge concurrent requests into one model run")
     batching_parameters_file: str = _flag(
         "", "BatchingParameters text proto (max_batch_size, batch_timeout_micros, ...)")
@@ -163,4 +169,6 @@ def usage() -> str:
              "A TensorFlow-Serving-compatible gRPC model server. Flags:"]
     for f in dataclasses.fields(ServerFlags):
         lines.append(f"  --{f.name}={f.default}\n      {f.metadata['help']}")
+    lines.append("  --verbose\n      (edgeseg) show all of TensorFlow's own log lines, its GPU "
+                 "probe included (read by the edgeseg command)")
     return "\n".join(lines)

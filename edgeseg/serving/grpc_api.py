@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from edgeseg.errors import EdgesegError
-from edgeseg.serving import classify, model_service, predict
+from edgeseg.serving import classify, model_service, predict, profiler
 from edgeseg.serving.metrics import SERVING, spec_labels
 
 log = logging.getLogger(__name__)
@@ -89,5 +89,6 @@ def add_services(server: grpc.Server, core: Any, health_servicer: Any = None) ->
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    profiler.add_profiler_service(server)  # tensorflow.ProfilerService, as TF Serving's
     if health_servicer is not None:  # grpc.health.v1, see health.py
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -22,6 +22,7 @@ with ``model.tflite`` when TFLite is preferred, tflite_loader.py's (same contrac
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,8 @@ from typing import Any
 
 from edgeseg.errors import DataLoss, EdgesegError, NotFound, ResourceExhausted, Status
 from edgeseg.serving.integrity import check_saved_model
+
+log = logging.getLogger(__name__)
 
 # As TF Serving's EstimateResourceFromPath: file sizes times a margin for TF's own copies.
 RAM_ESTIMATE_MULTIPLIER = 1.2
@@ -47,24 +50,6 @@ def available_ram_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
-
-
-def session_config(intra_op: int = 0, inter_op: int = 0, gpu_memory_fraction: float = 0.0,
-                   gpu_allow_growth: bool = False) -> Any:
-    """The tf ConfigProto for every servable's session (0 / False: TensorFlow's defaults).
-
-    Jetson-class devices share one memory between CPU and GPU: a fraction or growth keeps
-    TensorFlow from taking it all for itself at the first load.
-    """
-    from tensorflow.core.protobuf import config_pb2  # noqa: PLC0415
-
-    config = config_pb2.ConfigProto(allow_soft_placement=True)
-    config.intra_op_parallelism_threads = intra_op
-    config.inter_op_parallelism_threads = inter_op
-    if gpu_memory_fraction:
-        config.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
-    config.gpu_options.allow_growth = gpu_allow_growth
-    return config
 
 
 class LoadedModel:
@@ -123,10 +108,11 @@ class Loader:
     """Loads ``path`` (one version folder) with the meta-graph tagged ``tags``."""
 
     def __init__(self, path: str | Path, tags: Sequence[str], session_config: Any = None,
-                 warmup: bool = True, batching: Any = None):
+                 warmup: bool = True, batching: Any = None, session_summary: str = ""):
         self.path = Path(path)
         self.tags = tuple(tags)
-        self.session_config = session_config
+        self.session_config = session_config  # session_options.py
+        self.session_summary = session_summary  # its one-line summary, for the load log
         self.warmup = warmup  # replay assets.extra/tf_serving_warmup_requests (warmup.py)
         self.batching = batching  # BatchingOptions: merge concurrent calls (batching.py)
 
@@ -168,6 +154,9 @@ class Loader:
             session.close()
             raise _load_error(self.path, self.tags, exc) from exc
         graph.finalize()  # requests must not grow the graph
+        if self.session_summary:
+            log.info("loaded %s (tags %s): %s", self.path, ",".join(self.tags),
+                     self.session_summary)
         return prepare(LoadedModel(session, meta_graph, self.tags), self.path, self.warmup,
                        self.batching)
 
@@ -194,7 +183,7 @@ def prepare(model: Any, path: Path, warmup: bool, batching: Any) -> Any:
 
 def version_loader(path: str | Path, tags: Sequence[str], *, prefer_tflite: bool = False,
                    tflite: Any = None, session_config: Any = None, warmup: bool = True,
-                   batching: Any = None) -> Any:
+                   batching: Any = None, session_summary: str = "") -> Any:
     """The loader for one version folder, as TF Serving's SavedModelBundleFactory picks it:
     with ``prefer_tflite`` and a ``model.tflite`` there, LiteRT (tflite_loader.py);
     otherwise the SavedModel's meta-graph tagged ``tags``. Decided at each load attempt."""
@@ -202,7 +191,8 @@ def version_loader(path: str | Path, tags: Sequence[str], *, prefer_tflite: bool
 
     if prefer_tflite and (Path(path) / TFLITE_FILE).is_file():
         return TfLiteLoader(path, tflite, warmup=warmup, batching=batching)
-    return Loader(path, tags, session_config=session_config, warmup=warmup, batching=batching)
+    return Loader(path, tags, session_config=session_config, warmup=warmup, batching=batching,
+                  session_summary=session_summary)
 
 
 def _load_error(path: Path, tags: Sequence[str], exc: Exception) -> EdgesegError:

@@ -31,7 +31,6 @@ import ssl
 import time
 from typing import Any
 
-from google.protobuf import json_format
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -41,7 +40,7 @@ from tensorflow_serving.apis import (
 )
 
 from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status, Unavailable
-from edgeseg.serving import classify, json_codec, model_service, signatures
+from edgeseg.serving import classify, json_codec, model_service, protocompat, signatures
 from edgeseg.serving.health import readiness
 from edgeseg.serving.http_message import Limits, Request, Response, json_response
 from edgeseg.serving.http_server import HttpServer
@@ -81,8 +80,7 @@ def _spec(match: re.Match) -> model_pb2.ModelSpec:
 
 
 def _as_json(message: Any) -> dict:
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True,
-                                     preserving_proto_field_name=True)
+    return protocompat.message_to_dict(message)
 
 
 def model_status(core: Any, spec: model_pb2.ModelSpec) -> dict:

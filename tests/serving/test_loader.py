@@ -39,14 +39,3 @@ def test_available_ram_is_read():
     free = loader.available_ram_bytes()
     assert free is None or free > 0
 
-
-@pytest.mark.parametrize(
-    ("args", "intra", "inter", "fraction", "growth"),
-    [((), 0, 0, 0.0, False), ((2, 1), 2, 1, 0.0, False), ((0, 0, 0.5, True), 0, 0, 0.5, True)],
-)
-def test_session_config(args, intra, inter, fraction, growth):
-    config = loader.session_config(*args)
-    assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (
-        intra, inter)
-    assert config.gpu_options.per_process_gpu_memory_fraction == pytest.approx(fraction)
-    assert config.gpu_options.allow_growth is growth
