@@ -22,8 +22,12 @@ import threading
 class LossyStream(io.TextIOBase):
     """A text stream over ``fd`` that drops what cannot be written instead of raising."""
 
-    def __init__(self, fd: int, prog: str, encoding: str = "utf-8") -> None:
+    def __init__(self, fd: int, prog: str, encoding: str = "utf-8",
+                 owner: object = None) -> None:
         self._fd, self._prog, self._encoding = fd, prog, encoding
+        # The stream this one replaces may own ``fd`` (os.fdopen): keep it alive, or its
+        # collection would close the descriptor under us (tfnoise.py's duplicate of fd 2).
+        self._owner = owner
         self._lock = threading.Lock()
         self.lost = 0  # writes dropped since the last one that succeeded
         self.lost_total = 0
@@ -92,4 +96,5 @@ def install(prog: str) -> None:
             fd = stream.fileno()
         except (OSError, ValueError, io.UnsupportedOperation):
             continue  # pytest's capture, a closed stream: leave it
-        setattr(sys, name, LossyStream(fd, prog, getattr(stream, "encoding", None) or "utf-8"))
+        setattr(sys, name, LossyStream(fd, prog, getattr(stream, "encoding", None) or "utf-8",
+                                       owner=stream))

@@ -39,3 +39,27 @@ def test_writes_to_a_full_device_are_counted_then_reported_once():
     assert text == ("edgeseg test: 3 log write(s) lost: No space left on device; "
                     "logging again\nthird\nfourth\n")
     assert stream.lost == 0 and stream.lost_total == 3
+
+
+def test_install_keeps_a_replaced_stream_that_owns_its_descriptor_alive(monkeypatch):
+    """tfnoise.py leaves sys.stderr on an os.fdopen'd duplicate of fd 2; once install()
+    replaced it, collecting the old stream must not close the descriptor under us."""
+    import gc
+    import io
+    import os
+    import sys
+
+    from edgeseg import logstream
+
+    read_end, write_end = os.pipe()
+    owned = io.TextIOWrapper(os.fdopen(os.dup(write_end), "wb", buffering=0), encoding="utf-8")
+    monkeypatch.setattr(sys, "stderr", owned)
+    logstream.install("t")
+    del owned
+    gc.collect()
+    print("still here", file=sys.stderr)
+    lossy = sys.stderr
+    monkeypatch.undo()
+    os.close(write_end)
+    assert lossy.lost_total == 0
+    assert os.read(read_end, 100) == b"still here\n"
