@@ -8,7 +8,9 @@ Where things are (one module per concept, each opening with its contract):
   recorded requests inside a load; integrity.py refuses empty or truncated model files
   before a load
 - configuration: flags.py (command line), config.py (model_config_list text proto),
-  tls.py (--ssl_config_file), metrics.py (--monitoring_config_file and the registry)
+  tls.py (--ssl_config_file), monitoring.py (--monitoring_config_file)
+- metrics.py: the server's families in edgeseg/metrics.py's registry (``SERVING``) and how a
+  call is labelled
 - the API core, transport-independent: predict.py, classify.py (Classify/Regress/
   MultiInference), model_service.py (metadata, status, reload); signatures.py and
   tensors.py are the pure pieces they share
