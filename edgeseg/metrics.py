@@ -86,6 +86,7 @@ class Metric:
         self.collect = collect
         self._lock = threading.Lock()
         self._series: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[str, ...], Any] = {}  # views from labels(), shared
         self._key: tuple[str, ...] | None = None if self.label_names else ()
         if self._key is not None and collect is None:
             self._series[()] = self._new()
@@ -95,16 +96,22 @@ class Metric:
 
     def labels(self: _M, *values: object) -> _M:
         """This family bound to one series (shares its lock and values); the series is on
-        the page from now on, at zero until recorded."""
-        if len(values) != len(self.label_names):
+        the page from now on, at zero until recorded. Views are cached: a dict look-up."""
+        child = self._children.get(values)  # label values are strings on the hot paths
+        if child is not None:
+            return child
+        key = tuple(map(str, values))
+        child = self._children.get(key)
+        if child is not None:
+            return child
+        if len(key) != len(self.label_names):
             raise ValueError(f"{self.name} has labels {self.label_names}, got values {values}")
         child = copy.copy(self)
-        child._key = key = tuple(str(v) for v in values)
-        if self.collect is None:
-            with self._lock:
-                if key not in self._series:
-                    self._series[key] = self._new()
-        return child
+        child._key = key
+        with self._lock:
+            if self.collect is None and key not in self._series:
+                self._series[key] = self._new()
+            return self._children.setdefault(key, child)
 
     def _bound(self) -> tuple[str, ...]:
         if self.collect is not None:
