@@ -257,9 +257,6 @@ class Registry:
             self._metrics[metric.name] = metric
         return metric
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._metrics
-
     def per_scrape(self, read: Callable[[], _T]) -> Callable[[], _T]:
         """``read`` called at most once per :meth:`render` (per thread), so that collected
         families read one consistent value; outside a render it is called every time."""
