@@ -18,7 +18,7 @@ One module per concept, each opening with its contract:
                 codes), status with Last Will (online/degraded/offline), reconnects.
 * ``ledger``    where every captured frame ended: acknowledged or dropped by reason.
 * ``pipeline``  the loops joined by bounded queues; start/stop.
-* ``metrics``   counters/histograms and their Prometheus text page.
+* ``metrics``   the agent's families (ledger totals included) in ``edgeseg.metrics``.
 * ``health``    sd_notify (READY, WATCHDOG, STOPPING) over $NOTIFY_SOCKET.
 * ``command``   ``edgeseg agent``: argparse, signals, exit codes.
 

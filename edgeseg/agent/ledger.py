@@ -121,24 +121,3 @@ class Ledger:
         with self._lock:
             return Snapshot(self._captured, self._acknowledged, dict(self._dropped),
                             len(self._in_flight), self._errors)
-
-    def samples(self) -> list[str]:
-        """The totals in Prometheus text format, from one consistent snapshot."""
-        s = self.snapshot()
-        p = "edgeseg_agent_frames_"
-        out = [f"# HELP {p}captured_total Frames that entered the pipeline (docs/mqtt.md).",
-               f"# TYPE {p}captured_total counter", f"{p}captured_total {s.captured}",
-               f"# HELP {p}acknowledged_total Frames whose messages the broker accepted.",
-               f"# TYPE {p}acknowledged_total counter",
-               f"{p}acknowledged_total {s.acknowledged}",
-               f"# HELP {p}dropped_total Frames dropped, by reason "
-               "(captured = acknowledged + dropped + in flight).",
-               f"# TYPE {p}dropped_total counter"]
-        out += [f'{p}dropped_total{{reason="{r}"}} {n}' for r, n in s.dropped.items()]
-        out += [f"# HELP {p}in_flight Frames captured and not yet acknowledged or dropped.",
-                f"# TYPE {p}in_flight gauge", f"{p}in_flight {s.in_flight}",
-                "# HELP edgeseg_agent_ledger_errors_total Frames settled twice or never "
-                "entered (a bug; never double counted).",
-                "# TYPE edgeseg_agent_ledger_errors_total counter",
-                f"edgeseg_agent_ledger_errors_total {s.errors}"]
-        return out

@@ -216,9 +216,9 @@ class Publisher:
                  lost: str | None = None) -> None:
         refused = lost is None and reason_code is not None and reason_code.is_failure
         if lost is not None:
-            self.metrics.publish_failures.inc(lost)
+            self.metrics.publish_failures.labels(lost).inc()
         elif refused:
-            self.metrics.publish_failures.inc(str(reason_code))
+            self.metrics.publish_failures.labels(str(reason_code)).inc()
             self._log_refusal(msg.topic, reason_code)
         with self._lock:  # outcomes of one frame's messages may come from two threads
             if lost is not None:
@@ -232,7 +232,7 @@ class Publisher:
 
     def _lost_all(self, item: Outgoing, reason: str) -> None:
         """Every message of an item that never reached paho (outbox drop, shutdown)."""
-        self.metrics.publish_failures.inc(reason, len(item.messages))
+        self.metrics.publish_failures.labels(reason).inc(len(item.messages))
         if item.frame_id is not None:
             self.ledger.drop(item.frame_id, reason)
 
@@ -382,6 +382,6 @@ class Publisher:
         for item, msg in left:
             self._outcome(item, msg, lost="shutdown")
         failed = self.metrics.publish_failures
-        reasons = ", ".join(f"{r}={n:g}" for r, n in failed.items()) or "none"
+        reasons = ", ".join(f"{r}={n:g}" for (r,), n in failed.items()) or "none"
         log.info("mqtt: closed; %d messages sent, %d not accepted (%s)",
                  self.metrics.publishes.value, failed.total(), reasons)

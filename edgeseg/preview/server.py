@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
+from edgeseg.metrics import Counter, Gauge, Registry, exposition
 from edgeseg.preview.hub import PreviewHub
 
 log = logging.getLogger("edgeseg.preview")
@@ -28,6 +29,7 @@ class PreviewServer:
                  title: str = "camera") -> None:
         self.hub = hub
         self.title = title
+        self.registry = self._register()
         self._stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"preview": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -58,15 +60,15 @@ class PreviewServer:
         html = resources.files("edgeseg.preview").joinpath("page.html").read_text("utf-8")
         return html.replace("__TITLE__", self.title).encode()
 
-    def metrics(self) -> bytes:
-        hub = self.hub
-        lines = ["# HELP edgeseg_preview_jpeg_encoded_total Overlay JPEGs encoded for viewers.",
-                 "# TYPE edgeseg_preview_jpeg_encoded_total counter",
-                 f"edgeseg_preview_jpeg_encoded_total {hub.encoded_total}",
-                 "# HELP edgeseg_preview_viewers Open preview streams.",
-                 "# TYPE edgeseg_preview_viewers gauge",
-                 f"edgeseg_preview_viewers {hub.viewers}"]
-        return ("\n".join(lines) + "\n").encode()
+    def _register(self) -> Registry:
+        """The preview's families, read from the hub at scrape time."""
+        hub, registry = self.hub, Registry()
+        registry.add(Counter("edgeseg_preview_jpeg_encoded_total",
+                             "Overlay JPEGs encoded for viewers.",
+                             collect=lambda: [((), hub.encoded_total)]))
+        registry.add(Gauge("edgeseg_preview_viewers", "Open preview streams.",
+                           collect=lambda: [((), hub.viewers)]))
+        return registry
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -113,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, body, "application/json")
 
     def _metrics(self) -> None:
-        self._send(HTTPStatus.OK, self.preview.metrics(), "text/plain; version=0.0.4")
+        self._send(HTTPStatus.OK, *exposition(self.preview.registry))
 
     def _snapshot(self, opacity: float) -> None:
         with self.preview.hub.viewer():

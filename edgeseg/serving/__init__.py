@@ -9,11 +9,13 @@ Where things are (one module per concept, each opening with its contract):
   before a load
 - configuration: flags.py (command line), config.py (model_config_list text proto),
   textproto.py (TF Serving's config protos the wheel lacks, errors in TF Serving's words),
-  tls.py (--ssl_config_file), metrics.py (--monitoring_config_file and the registry),
+  tls.py (--ssl_config_file), monitoring.py (--monitoring_config_file),
   session_options.py (threads, GPU memory, mixed precision: every session's ConfigProto),
   protocompat.py (the protobuf calls spelled differently across protobuf 4.25-7)
 - model.tflite (--prefer_tflite_model): loader.version_loader picks tflite_loader.py for a
   folder that has one (LiteRT, no TensorFlow; tflite_pool.py, tflite_signatures.py)
+- metrics.py: the server's families in edgeseg/metrics.py's registry (``SERVING``) and how a
+  call is labelled
 - the API core, transport-independent: predict.py, classify.py (Classify/Regress/
   MultiInference), model_service.py (metadata, status, reload); signatures.py and
   tensors.py are the pure pieces they share

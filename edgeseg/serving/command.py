@@ -33,7 +33,8 @@ from edgeseg.serving.config import (
     split_tags,
 )
 from edgeseg.serving.flags import ServerFlags, parse_flags, usage
-from edgeseg.serving.metrics import SERVING, parse_monitoring_config
+from edgeseg.serving.metrics import SERVING
+from edgeseg.serving.monitoring import parse_monitoring_config
 from edgeseg.serving.policy import aspired_versions
 from edgeseg.serving.session_options import thread_counts
 from edgeseg.serving.source import list_versions

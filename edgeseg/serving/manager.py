@@ -202,7 +202,7 @@ class Manager:
             self._load_failed(servable, Internal(f"{type(exc).__name__}: {exc}"))
             return
         servable.finish_load(model)
-        SERVING.load_seconds.observe(time.monotonic() - started, servable.name)
+        SERVING.observe_load(servable.name, time.monotonic() - started)
         log.info("%s version %d is AVAILABLE", servable.name, servable.version)
 
     def _load_failed(self, servable: Servable, error: EdgesegError) -> None:

@@ -40,6 +40,7 @@ from tensorflow_serving.apis import (
 )
 
 from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status, Unavailable
+from edgeseg.metrics import exposition
 from edgeseg.serving import classify, json_codec, model_service, protocompat, signatures
 from edgeseg.serving.health import readiness
 from edgeseg.serving.http_message import Limits, Request, Response, json_response
@@ -143,8 +144,7 @@ class Routes:
     def __call__(self, request: Request) -> Response:
         path = request.path.split("?", 1)[0]
         if request.method == "GET" and self.metrics_path and path == self.metrics_path:
-            return Response(200, SERVING.registry.render().encode(),
-                            "text/plain; version=0.0.4; charset=utf-8")
+            return Response(200, *exposition(SERVING.registry))
         started = time.perf_counter()
         status = "OK"
         try:

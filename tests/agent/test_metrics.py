@@ -1,19 +1,29 @@
 import urllib.request
 
-from edgeseg.agent.metrics import AgentMetrics, Histogram, MetricsServer
+from edgeseg.agent.metrics import AgentMetrics, MetricsServer
 
 
-def test_histogram_buckets_are_cumulative():
-    h = Histogram("x_seconds", "help", buckets=(0.1, 1.0), stage="total")
-    for v in (0.05, 0.5, 5):
-        h.observe(v)
-    assert h.samples() == [
-        'x_seconds_bucket{le="0.1",stage="total"} 1',
-        'x_seconds_bucket{le="1",stage="total"} 2',
-        'x_seconds_bucket{le="+Inf",stage="total"} 3',
-        'x_seconds_sum{stage="total"} 5.55',
-        'x_seconds_count{stage="total"} 3',
-    ]
+def test_stage_latency_is_one_family_with_cumulative_buckets():
+    m = AgentMetrics()
+    for v in (0.004, 0.03, 20):
+        m.latency["total"].observe(v)
+    lines = m.render().splitlines()
+    assert lines.count("# TYPE edgeseg_agent_stage_latency_seconds histogram") == 1
+    name = "edgeseg_agent_stage_latency_seconds"
+    assert f'{name}_bucket{{stage="total",le="0.005"}} 1' in lines
+    assert f'{name}_bucket{{stage="total",le="0.05"}} 2' in lines
+    assert f'{name}_bucket{{stage="total",le="10"}} 2' in lines
+    assert f'{name}_bucket{{stage="total",le="+Inf"}} 3' in lines
+    assert f'{name}_sum{{stage="total"}} 20.034' in lines
+    assert f'{name}_count{{stage="queue"}} 0' in lines
+
+
+def test_reasons_are_escaped():
+    m = AgentMetrics()
+    m.publish_failures.labels('a"b\\c\nd').inc(2)  # the broker's text could hold these
+    assert ('edgeseg_agent_publish_failures_total{reason="a\\"b\\\\c\\nd"} 2'
+            in m.render().splitlines())
+    assert m.publish_failures.total() == 2
 
 
 def test_render_has_each_family_once_with_labels():
@@ -22,7 +32,7 @@ def test_render_has_each_family_once_with_labels():
         m.ledger.enter(i)
     m.ledger.drop(0, "outbox_full")
     m.ledger.drop(1, "outbox_full")
-    m.publish_failures.inc("Not authorized")
+    m.publish_failures.labels("Not authorized").inc()
     text = m.render()
     assert text.count("# TYPE edgeseg_agent_frames_dropped_total counter") == 1
     assert 'edgeseg_agent_frames_dropped_total{reason="outbox_full"} 2' in text

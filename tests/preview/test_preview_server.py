@@ -57,10 +57,13 @@ def test_no_viewer_means_no_encoding(preview):
     hub, server = preview
     time.sleep(0.3)
     assert hub.seq > 3 and hub.encoded_total == 0
-    _, metrics = get(server.url + "metrics")
+    kind, metrics = get(server.url + "metrics")
+    assert kind.startswith("text/plain; version=0.0.4")
     assert b"edgeseg_preview_jpeg_encoded_total 0" in metrics
+    assert b"# TYPE edgeseg_preview_viewers gauge\nedgeseg_preview_viewers 0\n" in metrics
     get(server.url + "snapshot.jpg")
     assert hub.encoded_total == 1
+    assert b"edgeseg_preview_jpeg_encoded_total 1\n" in get(server.url + "metrics")[1]
 
 
 def test_snapshot_is_a_jpeg_of_the_frame_size(preview):

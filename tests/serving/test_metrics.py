@@ -1,70 +1,45 @@
-"""The Prometheus registry and the monitoring config, on tables."""
+"""The server's families (serving/metrics.py) and how a call is labelled."""
 
 from __future__ import annotations
 
-import pytest
 from tensorflow_serving.apis import inference_pb2, predict_pb2
 
-from edgeseg.errors import InvalidArgument
-from edgeseg.serving.metrics import (
-    DEFAULT_PATH,
-    Counter,
-    Gauge,
-    Histogram,
-    Registry,
-    parse_monitoring_config,
-    spec_labels,
-)
-
-from .conftest import tfs_data
+from edgeseg.serving.metrics import ServingMetrics, spec_labels
 
 
-def test_text_exposition():
-    registry = Registry()
-    counter = registry.add(Counter("c_total", "Things.", ("model", "status")))
-    counter.inc("m", "OK")
-    counter.inc("m", "OK")
-    counter.inc('we"ird\n', "NOT_FOUND")
-    histogram = registry.add(Histogram("h_seconds", "Time.", ("model",), (0.1, 1.0)))
-    for value in (0.05, 0.5, 5.0):
-        histogram.observe(value, "m")
-    registry.add(Gauge("g", "Now.", ("state",), lambda: [(("AVAILABLE",), 2)]))
-    assert registry.render().splitlines() == [
-        "# HELP c_total Things.",
-        "# TYPE c_total counter",
-        'c_total{model="m",status="OK"} 2',
-        'c_total{model="we\\"ird\\n",status="NOT_FOUND"} 1',
-        "# HELP h_seconds Time.",
-        "# TYPE h_seconds histogram",
-        'h_seconds_bucket{model="m",le="0.1"} 1',
-        'h_seconds_bucket{model="m",le="1"} 2',
-        'h_seconds_bucket{model="m",le="+Inf"} 3',
-        'h_seconds_sum{model="m"} 5.55',
-        'h_seconds_count{model="m"} 3',
-        "# HELP g Now.",
-        "# TYPE g gauge",
-        'g{state="AVAILABLE"} 2',
-    ]
-
-
-def test_tf_servings_monitoring_config():
-    assert parse_monitoring_config(tfs_data("monitoring_config.txt").read_text()) == DEFAULT_PATH
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("", None), ("prometheus_config { enable: false }", None),
-     ("prometheus_config { enable: true }", DEFAULT_PATH),
-     ('prometheus_config { enable: true path: "/m" }', "/m")],
-)
-def test_monitoring_configs(text, expected):
-    assert parse_monitoring_config(text) == expected
-
-
-@pytest.mark.parametrize("text", ["prometheus { }", 'prometheus_config { enable: true path: "m" }'])
-def test_bad_monitoring_configs(text):
-    with pytest.raises(InvalidArgument):
-        parse_monitoring_config(text)
+def test_serving_families_keep_their_names_labels_and_types():
+    metrics = ServingMetrics()
+    metrics.observe_request("grpc", "Predict", "m", "7", "serving_default", "OK", 0.02)
+    metrics.observe_load("m", 1.5)
+    metrics.reject("rest", "max_connections")
+    metrics.batch_size.observe(4)
+    metrics.watch_transport("rest", lambda: (3, 1, 0))
+    metrics.watch_transport("grpc", lambda: (None, 2, 5))
+    metrics.watch_versions(lambda: [(("m", "AVAILABLE"), 1)])
+    metrics.watch_versions(lambda: [(("m", "AVAILABLE"), 2)])  # attaching again replaces
+    metrics.watch_batch_queues(lambda: [((), 3)])
+    lines = metrics.registry.render().splitlines()
+    for kind in ("requests_total counter", "request_latency_seconds histogram",
+                 "model_load_seconds histogram", "batch_size histogram",
+                 "rejections_total counter", "open_connections gauge", "active_requests gauge",
+                 "queued_requests gauge", "model_versions gauge", "batch_queue_depth gauge"):
+        assert lines.count(f"# TYPE edgeseg_serving_{kind}") == 1, kind
+    for sample in (
+            'edgeseg_serving_requests_total{transport="grpc",api="Predict",model="m",'
+            'version="7",signature="serving_default",status="OK"} 1',
+            'edgeseg_serving_request_latency_seconds_bucket{transport="grpc",api="Predict",'
+            'model="m",le="0.025"} 1',
+            'edgeseg_serving_model_load_seconds_count{model="m"} 1',
+            'edgeseg_serving_batch_size_bucket{le="4"} 1',
+            'edgeseg_serving_rejections_total{transport="rest",reason="max_connections"} 1',
+            'edgeseg_serving_open_connections{transport="rest"} 3',
+            'edgeseg_serving_active_requests{transport="grpc"} 2',
+            'edgeseg_serving_queued_requests{transport="grpc"} 5',
+            'edgeseg_serving_model_versions{model="m",state="AVAILABLE"} 2',
+            "edgeseg_serving_batch_queue_depth 3"):
+        assert sample in lines, sample
+    assert not any(ln.startswith('edgeseg_serving_open_connections{transport="grpc"')
+                   for ln in lines)  # gRPC does not know its connections
 
 
 def test_spec_labels_prefer_the_version_that_answered():
