@@ -117,7 +117,7 @@ class Subscriber:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = lambda _c, _u, m: self.metas.append(
             (time.time(), json.loads(m.payload)))
-        self.client.on_connect = lambda c, *_: c.subscribe("bench/+/meta", 1)
+        self.client.on_connect = lambda c, *_: c.subscribe(contract.Topics("bench/+").meta, 1)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
