@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from bench.common import table  # noqa: E402
-from edgeseg import masks  # noqa: E402
+from edgeseg import mqtt_contract as contract  # noqa: E402
 from edgeseg.agent import protos  # noqa: E402
 from edgeseg.agent.config import ServerConfig  # noqa: E402
 from edgeseg.agent.inference import build_request, read_response  # noqa: E402
@@ -117,7 +117,7 @@ class Subscriber:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = lambda _c, _u, m: self.metas.append(
             (time.time(), json.loads(m.payload)))
-        self.client.on_connect = lambda c, *_: c.subscribe("bench/+/meta", 1)
+        self.client.on_connect = lambda c, *_: c.subscribe(contract.Topics("bench/+").meta, 1)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
@@ -172,7 +172,8 @@ def run_naive(args, server: str, broker: int, clip_frames: list[np.ndarray]):
             req.inputs["height"].CopyFrom(to_tensor(np.array([h], np.int32)))
             req.inputs["width"].CopyFrom(to_tensor(np.array([w], np.int32)))
             class_map, _ = read_response(predict(req, timeout=60), (h, w))
-            client.publish("bench/naive/mask", masks.encode_mask(class_map), 0)
+            client.publish(contract.Topics("bench/naive").mask, contract.encode_mask(class_map),
+                           0)
             latency.append(time.monotonic() - exists_at)
             published += 1
             i += 1  # the next frame in the camera's order: it is already old

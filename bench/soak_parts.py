@@ -19,6 +19,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeseg import mqtt_contract as contract
+from edgeseg.errors import InvalidArgument
+
 
 @dataclass
 class Child:
@@ -91,7 +94,7 @@ class Subscriber:
         self.masks: dict[str, Counter[int]] = defaultdict(Counter)
         self.metas: dict[str, Counter[int]] = defaultdict(Counter)
         self.log = log.open("a")
-        self.topic = f"edgeseg/{device}/+/+"
+        self.topic = contract.Topics(f"edgeseg/{device}/+").wildcard
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="soak-subscriber",
                                   protocol=mqtt.MQTTv5)
         self.client.on_connect = self._on_connect
@@ -108,16 +111,20 @@ class Subscriber:
             client.subscribe(self.topic, qos=1)
 
     def _on_message(self, client, userdata, msg) -> None:
-        camera, kind = msg.topic.split("/")[-2:]
-        if kind not in ("mask", "meta"):
+        try:
+            prefix, kind = contract.Topics.parse(msg.topic)
+        except InvalidArgument:
             return
-        if kind == "meta":
+        camera = prefix.rsplit("/", 1)[-1]
+        if kind not in (contract.MASK, contract.META):
+            return
+        if kind == contract.META:
             frame_id = int(json.loads(msg.payload)["frame_id"])
         else:
             props = dict(getattr(msg.properties, "UserProperty", []) or [])
             frame_id = int(props.get("frame_id", -1))
         with self.lock:
-            (self.masks if kind == "mask" else self.metas)[camera][frame_id] += 1
+            (self.masks if kind == contract.MASK else self.metas)[camera][frame_id] += 1
             self.log.write(f"{time.time():.3f} {camera} {kind} {frame_id}\n")
 
     def count(self) -> int:

@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("edgeseg.inspect", "show what an exported SavedModel holds"),
     "serve": ("edgeseg.serving.command", "TensorFlow-Serving-compatible model server"),
     "agent": ("edgeseg.agent.command", "camera agent: frames -> Predict -> masks over MQTT"),
-    "subscribe": ("edgeseg.masks", "print the masks a camera publishes over MQTT"),
+    "subscribe": ("edgeseg.subscribe", "print the masks a camera publishes over MQTT"),
     "view": ("edgeseg.view", "live preview page for a camera's MQTT masks"),
     "models": ("edgeseg.models", "fetch reference models into the user cache"),
     "demo": ("edgeseg.demo", "export, serve and run the whole kit on a demo clip"),

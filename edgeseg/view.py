@@ -15,11 +15,10 @@ import signal
 import threading
 from typing import Any
 
-import cv2
 import numpy as np
 
-from edgeseg import masks
-from edgeseg.errors import EdgesegError, InvalidArgument
+from edgeseg import mqtt_contract as contract
+from edgeseg.errors import EdgesegError
 from edgeseg.labels import VOC_CLASSES, read_labels, voc_palette
 from edgeseg.preview.hub import PreviewHub
 from edgeseg.preview.server import PreviewServer
@@ -40,30 +39,28 @@ class MaskViewer:
 
     def __init__(self, hub: PreviewHub, prefix: str) -> None:
         self.hub = hub
-        self.prefix = prefix.rstrip("/")
+        self.topic_names = contract.Topics(prefix)
+        self.prefix = self.topic_names.prefix
         self.frame: np.ndarray | None = None
         self.frame_id: str | None = None
         self.meta: dict[str, Any] = {}
         self.errors = 0
 
     def topics(self) -> list[str]:
-        return [f"{self.prefix}/{leaf}" for leaf in ("mask", "meta", "frame")]
+        return self.topic_names.filters(contract.MASK, contract.META, contract.FRAME)
 
     def on_message(self, topic: str, payload: bytes, frame_id: str | None) -> None:
-        leaf = topic.rsplit("/", 1)[-1]
         try:
-            if leaf == "frame":
-                image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise InvalidArgument(f"{topic}: payload is not a JPEG/PNG image")
-                self.frame, self.frame_id = image, frame_id
-            elif leaf == "meta":
-                self.meta = masks.decode_meta(payload)
-            elif leaf == "mask":
-                self._show(masks.decode_mask(payload), frame_id)
+            _, kind = contract.Topics.parse(topic)
+            if kind == contract.FRAME:
+                self.frame, self.frame_id = contract.decode_frame(payload), frame_id
+            elif kind == contract.META:
+                self.meta = contract.decode_meta(payload)
+            elif kind == contract.MASK:
+                self._show(contract.decode_mask(payload), frame_id)
         except EdgesegError as exc:
             self.errors += 1
-            log.warning("ignoring a bad message: %s", exc)
+            log.warning("ignoring a bad message on %s: %s", topic, exc)
 
     def _show(self, class_map: np.ndarray, frame_id: str | None) -> None:
         frame = self.frame

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgeseg import masks
+from edgeseg import mqtt_contract as contract
 from edgeseg.democlip import frames
 from tests.services import free_port, wait_until
 
@@ -43,7 +43,7 @@ def test_demo_frames_50_reach_a_plain_subscriber(tmp_path, mosquitto, recorder_f
     wait_until(lambda: len(recorder.of("mask")) >= 50, 10, what="50 masks")
     mask_messages = recorder.of("mask")
     assert len(mask_messages) == 50
-    class_map = masks.decode_mask(mask_messages[-1]["payload"])
+    class_map = contract.decode_mask(mask_messages[-1]["payload"])
     assert class_map.shape == (480, 640)  # the demo clip's frame size
     wait_until(lambda: recorder.statuses()[-1:] == ["offline"], 10, what="offline")
 

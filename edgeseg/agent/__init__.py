@@ -11,13 +11,18 @@ One module per concept, each opening with its contract:
 * ``backoff``   the retry-delay policy (capped exponential with jitter), pure.
 * ``protos``    short names for the TF-Serving wire messages of ``edgeseg.wire`` (no TF).
 * ``tensors``   short names over ``edgeseg.wire.tensors``, the one TensorProto codec.
-* ``inference`` the gRPC Predict client loop: pipelined, deadline, backoff, drops counted.
+* ``inference`` the gRPC Predict client loop: pipelined, deadline, backoff, drops counted;
+                replies decoded where they arrive (class map at the frame's size).
 * ``broker``    reaching an MQTT broker (TLS, login, why a connect failed); shared with
                 ``edgeseg subscribe`` and ``edgeseg view``.
 * ``publisher`` the MQTT side: bounded outbox, every message's outcome (PUBACK reason
                 codes), status with Last Will (online/degraded/offline), reconnects.
 * ``ledger``    where every captured frame ended: acknowledged or dropped by reason.
-* ``pipeline``  the loops joined by bounded queues; start/stop.
+* ``messages``  the encode stage: one frame's ``mask`` and ``meta`` messages, built with
+                ``edgeseg.mqtt_contract`` (topic names, codecs, content types).
+* ``preview``   the live preview's tap and the ``<prefix>/frame`` JPEG tap (observers).
+* ``pipeline``  the loops joined by bounded queues; start/stop. It only wires.
+* ``metrics``   counters/histograms and their Prometheus text page.
 * ``metrics``   the agent's families (ledger totals included) in ``edgeseg.metrics``.
 * ``health``    sd_notify (READY, WATCHDOG, STOPPING) over $NOTIFY_SOCKET.
 * ``command``   ``edgeseg agent``: argparse, signals, exit codes.

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from edgeseg import logstream
 from edgeseg.agent import config as config_mod
+from edgeseg.mqtt_contract import PUBLISHED
 
 # flag dest -> dotted config key
 _OVERRIDES = {
@@ -97,10 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device-id", help="default: the host name")
     g.add_argument("--camera", help="camera name (default cam0)")
     g.add_argument("--qos", type=int, choices=[0, 1, 2],
-                   help="QoS of every topic (mask, meta, status); the flags below override it")
-    for topic, default in (("mask", 1), ("meta", 1), ("status", 1)):
+                   help=f"QoS of every topic ({', '.join(PUBLISHED)}); the flags below "
+                        "override it")
+    for topic in PUBLISHED:
         g.add_argument(f"--qos-{topic}", type=int, choices=[0, 1, 2],
-                       help=f"QoS of <prefix>/{topic} (default {default})")
+                       help=f"QoS of <prefix>/{topic} (default 1)")
     g.add_argument("--mqtt-username")
     g.add_argument("--mqtt-password-file", help="file whose first line is the password")
     g.add_argument("--mqtt-password-env", help="environment variable holding the password")
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_config(args: argparse.Namespace) -> config_mod.AgentConfig:
     overrides = {key: getattr(args, dest) for dest, key in _OVERRIDES.items()}
-    for topic in ("mask", "meta", "status"):  # --qos N is the default of --qos-TOPIC
+    for topic in PUBLISHED:  # --qos N is the default of --qos-TOPIC
         if overrides[f"mqtt.qos_{topic}"] is None:
             overrides[f"mqtt.qos_{topic}"] = args.qos
     return config_mod.load(args.config, overrides)

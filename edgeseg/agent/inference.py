@@ -10,11 +10,14 @@ Contract:
 * :class:`InferenceLoop` owns one thread. It takes a slot (at most ``max_in_flight``
   requests outstanding), THEN the newest frame — so a frame never waits for a slot and
   goes stale — and sends it with ``future()`` so transfer and compute overlap. Replies
-  arrive on gRPC's threads, which only put a :class:`Result` into the bounded result
-  queue. A failed call drops its frame (the ledger counts it: ``server_unavailable`` or
-  ``inference_error``) and the next send waits a capped,
-  jittered backoff; frames arriving meanwhile replace each other in the size-1 capture
-  queue (counted there), so nothing queues without bound while the server is down.
+  arrive on gRPC's threads, which decode them where they arrive (:func:`read_response`:
+  the class map at the frame's size, its decode time counted as ``postprocess``) and put
+  a :class:`Result` into the bounded result queue, so later stages see class maps, never
+  protobufs. A failed call drops its frame (the ledger counts it: ``server_unavailable``
+  or ``inference_error``) and the next send waits a capped, jittered backoff; frames
+  arriving meanwhile replace each other in the size-1 capture queue (counted there), so
+  nothing queues without bound while the server is down. A reply that cannot be read
+  drops its frame as ``inference_error`` (no backoff: the server is up).
 * When the frame queue is closed the loop waits for its in-flight calls (each bounded
   by the deadline) and closes the result queue. The channel is closed by ``close``.
 """
@@ -47,8 +50,11 @@ OUTPUT_KEY = "segmentation_map"
 
 @dataclass
 class Result:
+    """One decoded reply: the frame's class map and the model version that answered."""
+
     frame: Frame
-    response: object  # predict_pb2.PredictResponse
+    class_map: np.ndarray  # (H, W) uint8 at the frame's size
+    version: int | None
 
 
 def model_spec(cfg: ServerConfig, signature: str | None = None):
@@ -271,9 +277,24 @@ class InferenceLoop:
             frame.timings["inference"] = time.monotonic() - sent
             self._recovered()
             self.metrics.frames_processed.inc()
-            self.results.put(Result(frame, future.result()))
+            result = self._decode(frame, future.result())
+            if result is not None:
+                self.results.put(result)
         finally:
             self._slots.release()
+
+    def _decode(self, frame: Frame, response) -> Result | None:
+        """The reply as a class map at the frame's size; a reply that cannot be read drops
+        its frame (``inference_error``). The time it takes counts as ``postprocess``."""
+        started = time.monotonic()
+        try:
+            class_map, version = read_response(response, frame.image.shape[:2])
+        except InvalidArgument as exc:
+            log.error("inference: dropping a reply: %s", exc.message)
+            self._dropped(frame, "inference_error")
+            return None
+        frame.timings["postprocess"] = time.monotonic() - started
+        return Result(frame, class_map, version)
 
     def _failed(self, exc) -> None:
         self.metrics.inference_errors.inc()

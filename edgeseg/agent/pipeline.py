@@ -13,27 +13,26 @@ Every frame is entered in the ledger (:mod:`edgeseg.agent.ledger`) as it enters 
 slot and settled once — acknowledged by the broker, or dropped with the reason of the
 stage that dropped it; at exit what is left is dropped as ``shutdown`` and the totals are
 logged as one line. Masks go out in frame order: a pipelined reply that arrives after a
-newer frame's mask was published is dropped (reason ``stale``). This module only wires
-and encodes; policy lives in the parts.
+newer frame's mask was published is dropped (reason ``stale``). This module only wires:
+replies arrive decoded (:mod:`~edgeseg.agent.inference`), messages are built by
+:mod:`~edgeseg.agent.messages`, and policy lives in the parts.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from edgeseg import masks
 from edgeseg.agent.capture import Capture, Frame
 from edgeseg.agent.config import AgentConfig
 from edgeseg.agent.health import Health
-from edgeseg.agent.inference import InferenceLoop, Result, read_response
+from edgeseg.agent.inference import InferenceLoop, Result
+from edgeseg.agent.messages import Encoded, build_messages
 from edgeseg.agent.metrics import AgentMetrics, MetricsServer
 from edgeseg.agent.preview import FrameTap, PreviewTap
 from edgeseg.agent.publisher import Message, Publisher, read_password
@@ -50,47 +49,6 @@ def read_labels(path: Path | None) -> list[str]:
         return [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
     except OSError as exc:
         raise InvalidArgument(f"labels_file: cannot read {path}: {exc.strerror}") from None
-
-
-class Encoded(NamedTuple):
-    class_map: np.ndarray  # (H, W) uint8 at the frame's size
-    meta: dict  # the <prefix>/meta object
-    messages: list[Message]  # mask then meta
-
-
-def build_messages(cfg: AgentConfig, frame: Frame, response, labels: list[str],
-                   signature: str) -> Encoded:
-    """One frame's ``mask`` and ``meta`` messages (docs/mqtt.md); fills frame.timings."""
-    started = time.monotonic()
-    class_map, version = read_response(response, frame.image.shape[:2])
-    png = masks.encode_mask(class_map)
-    classes = masks.class_fractions(class_map, labels)
-    now = time.monotonic()
-    frame.timings["postprocess"] = now - started
-    frame.timings["total"] = now - frame.captured_mono
-    meta = {
-        "schema": masks.META_SCHEMA_ID,
-        "device_id": cfg.device_id,
-        "camera": cfg.camera,
-        "frame_id": frame.id,
-        "capture_time": round(frame.captured_at, 6),
-        "publish_time": round(time.time(), 6),
-        "width": int(class_map.shape[1]),
-        "height": int(class_map.shape[0]),
-        "model": {"name": cfg.server.model, "version": version, "signature": signature},
-        "latency_ms": {k: round(frame.timings.get(k, 0.0) * 1000, 3)
-                       for k in ("queue", "inference", "postprocess", "total")},
-        "classes": classes,
-    }
-    prefix, q = cfg.topic_prefix, cfg.mqtt
-    props = (("frame_id", str(frame.id)), ("timestamp", f"{frame.captured_at:.6f}"),
-             ("model_version", "" if version is None else str(version)))
-    return Encoded(class_map, meta, [
-        Message(f"{prefix}/mask", png, q.qos_mask, False, masks.MASK_CONTENT_TYPE, props,
-                frame.captured_mono),
-        Message(f"{prefix}/meta", json.dumps(meta, separators=(",", ":")).encode(), q.qos_meta,
-                False, masks.META_CONTENT_TYPE, props, frame.captured_mono),
-    ])
 
 
 class Pipeline:
@@ -148,7 +106,6 @@ class Pipeline:
             self.stop_event.set()
 
     def _encode_all(self) -> None:
-        signature = self.cfg.server.signature
         while True:
             try:
                 result = self.results.get(timeout=0.5)
@@ -166,8 +123,8 @@ class Pipeline:
                 continue
             self.last_frame_id = result.frame.id
             try:
-                encoded = build_messages(self.cfg, result.frame, result.response, self.labels,
-                                         signature)
+                encoded = build_messages(self.cfg, result.frame, result.class_map,
+                                         result.version, self.labels)
             except EdgesegError as exc:
                 log.error("agent: dropping a reply: %s", exc.message)
                 self.ledger.drop(result.frame.id, "inference_error")

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import time
 
-import cv2
 import numpy as np
 
+from edgeseg import mqtt_contract as contract
 from edgeseg.agent.capture import Frame
 from edgeseg.agent.config import PreviewConfig
 from edgeseg.agent.publisher import Message, Publisher
+from edgeseg.errors import InvalidArgument
 from edgeseg.labels import default_class_names, voc_palette
 from edgeseg.preview.hub import PreviewHub
 from edgeseg.preview.server import PreviewServer
@@ -47,7 +48,7 @@ class PreviewTap:
 class FrameTap:
     def __init__(self, fps: float, prefix: str, publisher: Publisher, quality: int = 70) -> None:
         self.period = 1.0 / fps
-        self.topic = f"{prefix}/frame"
+        self.topic = contract.Topics(prefix).frame
         self.publisher = publisher
         self.quality = quality
         self.last = 0.0
@@ -57,10 +58,12 @@ class FrameTap:
         now = time.monotonic()
         if now - self.last < self.period:
             return
-        ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            return
+        try:
+            jpeg = contract.encode_frame(frame.image, self.quality)
+        except InvalidArgument:
+            return  # a frame OpenCV cannot encode: skip it, the next one will do
         self.last = now
         self.published += 1
-        self.publisher.publish([Message(self.topic, jpeg.tobytes(), 0, False, "image/jpeg",
+        self.publisher.publish([Message(self.topic, jpeg, 0, False,
+                                        contract.CONTENT_TYPES[contract.FRAME],
                                         (("frame_id", str(frame.id)),))])

@@ -44,6 +44,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edgeseg import mqtt_contract as contract
 from edgeseg.agent import broker
 from edgeseg.agent.broker import read_password  # noqa: F401 - the agent's import path
 from edgeseg.agent.config import MqttConfig
@@ -51,7 +52,6 @@ from edgeseg.agent.queues import Closed, DropOldestQueue
 
 log = logging.getLogger("edgeseg.agent.publisher")
 
-ONLINE, OFFLINE, DEGRADED = b"online", b"offline", b"degraded"
 REFUSAL_LOG_INTERVAL_S = 60.0
 
 
@@ -93,7 +93,7 @@ class Publisher:
                  on_status: Callable[[str, str], None] | None = None) -> None:
         self.cfg, self.prefix, self.metrics = cfg, prefix, metrics
         self.ledger = metrics.ledger
-        self.status_topic = f"{prefix}/status"
+        self.status_topic = contract.Topics(prefix).status
         self.outbox: DropOldestQueue[Outgoing] = DropOldestQueue(
             cfg.outbox_size, on_drop=lambda item: self._lost_all(item, "outbox_full"))
         self.available = True
@@ -115,7 +115,8 @@ class Publisher:
 
     def _make_client(self, client_id: str, password: str | None) -> mqtt.Client:
         client = broker.make_client(self.cfg, client_id, password)
-        client.will_set(self.status_topic, OFFLINE, qos=self.cfg.qos_status, retain=True)
+        client.will_set(self.status_topic, contract.Status.OFFLINE.payload,
+                        qos=self.cfg.qos_status, retain=True)
         # paho's queue is bounded by the sender instead (_wait_for_room): a full paho queue
         # would refuse a message of a frame whose other message it took
         client.max_queued_messages_set(0)
@@ -294,8 +295,8 @@ class Publisher:
 
     def state(self) -> str:
         if not self.available:
-            return "offline"
-        return "degraded" if self.degraded else "online"
+            return contract.Status.OFFLINE.value
+        return (contract.Status.DEGRADED if self.degraded else contract.Status.ONLINE).value
 
     def _status_changed(self, why: str) -> None:
         state = self.state()
@@ -305,8 +306,8 @@ class Publisher:
         self.on_status(state, why)
 
     def _publish_status(self, _client) -> None:
-        payload = {"online": ONLINE, "offline": OFFLINE, "degraded": DEGRADED}[self.state()]
-        msg = Message(self.status_topic, payload, self.cfg.qos_status, True, "text/plain")
+        msg = Message(self.status_topic, contract.Status(self.state()).payload,
+                      self.cfg.qos_status, True, contract.CONTENT_TYPES[contract.STATUS])
         self._send_message(Outgoing([msg], waiting=1), msg)
 
     # -- the pipeline's side --
@@ -366,7 +367,7 @@ class Publisher:
                 break
             self._sender.join(0.05)
         self.available = False
-        self.metrics.set_status("offline")
+        self.metrics.set_status(contract.Status.OFFLINE.value)
         if self.connected.is_set():
             self._publish_status(self._client)
             while self.unsettled() and time.monotonic() < deadline:

@@ -24,10 +24,11 @@ import grpc
 import numpy as np
 import pytest
 
-from edgeseg import masks
+from edgeseg import mqtt_contract as contract
 from edgeseg.agent import protos
 from edgeseg.agent.config import ServerConfig
 from edgeseg.agent.inference import build_request, read_response
+from edgeseg.json_schema import schema_errors
 
 from .conftest import (
     REPO,
@@ -92,7 +93,7 @@ def test_clip_masks_reach_a_plain_subscriber(tmp_path, mosquitto, shared_real_se
     names = labels.read_text().split()
     by_id = {}
     for msg, meta in zip(mask_msgs, metas, strict=True):
-        assert masks.schema_errors(meta, schema) == []
+        assert schema_errors(meta, schema) == []
         # decodable with docs/mqtt.md alone: an 8-bit single-channel PNG of class ids
         assert msg["content_type"] == "image/png"
         mask = cv2.imdecode(np.frombuffer(msg["payload"], np.uint8), cv2.IMREAD_UNCHANGED)
@@ -128,7 +129,7 @@ def test_jpeg_signature(tmp_path, mosquitto, shared_real_server, agent_factory,
     assert agent.proc.wait(60) == 0, agent.text()
     metas = rec.metas()
     assert len(metas) == 3 and metas[0]["model"]["signature"] == "predict_encoded"
-    assert masks.decode_mask(rec.of("mask")[0]["payload"]).shape == (48, 64)
+    assert contract.decode_mask(rec.of("mask")[0]["payload"]).shape == (48, 64)
 
 
 def test_broker_restarted_mid_stream(tmp_path, mosquitto, shared_real_server, agent_factory,
@@ -145,7 +146,10 @@ def test_broker_restarted_mid_stream(tmp_path, mosquitto, shared_real_server, ag
     rss_before = agent.rss_kib()
     mosquitto.stop()
     wait_until(lambda: rec.statuses()[-1:] == ["offline"], 5, what="the Last Will")
-    time.sleep(2.0)  # ~30 frames captured while the broker is away, outbox holds 4
+    # frames captured while the broker is away overflow the outbox (it holds 4)
+    wait_until(lambda: scrape(port).get(
+        'edgeseg_agent_frames_dropped_total{reason="outbox_full"}', 0) >= 1, 20,
+        what="frames dropped from the full outbox")
     masks_before = len(rec.of("mask"))
     mosquitto.start()
     wait_until(lambda: rec.statuses()[-1:] == ["online"], 20, what="online again")
@@ -168,14 +172,15 @@ def test_server_killed_and_restarted_mid_stream(tmp_path, mosquitto, real_model,
                               *agent_args(server, mosquitto, clip, metrics_port=port))
         wait_until(lambda: len(rec.of("mask")) >= 5, 60, what="masks")
         server.kill()
-        time.sleep(2.0)
-        dropped = scrape(port)['edgeseg_agent_frames_dropped_total{reason="server_unavailable"}']
-        assert dropped >= 1
+        key = 'edgeseg_agent_frames_dropped_total{reason="server_unavailable"}'
+        wait_until(lambda: scrape(port).get(key, 0) >= 1, 20, what="frames dropped as "
+                   "server_unavailable")
+        dropped = scrape(port)[key]
         n = len(rec.of("mask"))
         server.start()
         wait_until(lambda: len(rec.of("mask")) >= n + 5, 60, what="masks after the restart")
         assert agent.proc.poll() is None  # kept running throughout
-        after = scrape(port)['edgeseg_agent_frames_dropped_total{reason="server_unavailable"}']
+        after = scrape(port)[key]
         assert after >= dropped
         text = agent.text()
         assert "Predict on" in text and "UNAVAILABLE" in text and "answers again" in text

@@ -113,9 +113,11 @@ def test_requests_are_pipelined_up_to_max_in_flight():
         server.stop(0)
     assert fake.max_active == 3  # overlapped, and never more than allowed
     res = [results.get(0) for _ in range(len(results))]
-    mask, version = read_response(res[0].response, res[0].frame.image.shape[:2])
-    assert mask.shape == (24, 32) and version == 1
+    # decoded where it was received: a class map at the frame's size, never a protobuf
+    assert res[0].class_map.shape == (24, 32) and res[0].class_map.dtype == np.uint8
+    assert res[0].version == 1
     assert res[0].frame.timings["inference"] >= 0.2
+    assert res[0].frame.timings["postprocess"] >= 0  # the decode, measured
     # camera faster than 3/0.2 s
     assert metrics.ledger.snapshot().dropped["capture_overwritten"] > 0
 
@@ -129,12 +131,14 @@ def test_server_down_drops_and_counts_then_recovers():
     try:
         loop.start()
         feed(frames, stop)
-        time.sleep(1.5)
+        # 40 frames (0.8 s at 50 fps) offered to a server that is not there
+        wait_until(lambda: sum(metrics.ledger.snapshot().dropped.values()) >= 40, 10,
+                   what="40 frames dropped while the server is down")
         assert len(results) == 0
         errors = metrics.inference_errors.value
         dropped = metrics.ledger.snapshot().dropped["server_unavailable"]
         assert errors >= 2 and dropped >= errors
-        assert errors <= 20  # backoff: not one failing call per frame (75 frames came)
+        assert errors <= 20  # backoff: not one failing call per frame
         server, fake, _ = serve(port)
         # results come back by themselves, within the (short) backoff cap
         wait_until(lambda: len(results) >= 3, 10, what="results after the server came up")
@@ -154,7 +158,7 @@ def test_closing_the_frame_queue_finishes_in_flight_calls_then_closes_results():
     try:
         loop.start()
         frames.put(Frame(0, np.zeros((4, 4, 3), np.uint8), time.time(), time.monotonic()))
-        time.sleep(0.05)
+        wait_until(lambda: fake.active == 1, 5, what="the call in flight")
         frames.close()
         loop.join(5)
         assert not loop._thread.is_alive()

@@ -1,5 +1,5 @@
-"""The pipeline in-process: the mask/meta encoder on its own, then the loops wired together
-(fake model server in this process, real Mosquitto)."""
+"""The pipeline in-process: the loops wired together (fake model server in this process,
+real Mosquitto). The encode stage on its own is in test_messages.py."""
 
 import json
 import threading
@@ -8,12 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from edgeseg import masks
-from edgeseg.agent import protos
 from edgeseg.agent.capture import Frame
 from edgeseg.agent.config import AgentConfig
-from edgeseg.agent.pipeline import Pipeline, build_messages, read_labels
-from edgeseg.agent.tensors import to_tensor
+from edgeseg.agent.pipeline import Pipeline, read_labels
 from edgeseg.errors import InvalidArgument
 
 from .conftest import synthetic_frames, wait_until, write_clip
@@ -25,36 +22,6 @@ def config(**tree) -> AgentConfig:
             "server": {"model": "deeplab"}}
     base.update(tree)
     return AgentConfig.model_validate(base)
-
-
-def reply(class_map, version=4):
-    r = protos.PredictResponse()
-    r.model_spec.version.value = version
-    r.outputs["segmentation_map"].CopyFrom(to_tensor(class_map[np.newaxis]))
-    return r
-
-
-def test_build_messages_follows_docs_mqtt():
-    frame = Frame(42, np.zeros((4, 6, 3), np.uint8), 1795800000.25, time.monotonic() - 0.1,
-                  {"queue": 0.01, "inference": 0.05})
-    small = np.array([[0, 15], [0, 0]], np.uint8)  # model answered at 2x2
-    enc = build_messages(config(), frame, reply(small), ["background"], "serving_default")
-    mask_msg, meta_msg = enc.messages
-    assert mask_msg.topic == "edgeseg/d1/door/mask" and meta_msg.topic == "edgeseg/d1/door/meta"
-    assert (mask_msg.qos, meta_msg.qos) == (1, 1)  # acknowledged masks survive a restart
-    mask = masks.decode_mask(mask_msg.payload)
-    assert mask.shape == (4, 6) and (mask == enc.class_map).all()
-    assert mask[0, 3:].tolist() == [15, 15, 15] and mask[2:].max() == 0
-    meta = masks.decode_meta(meta_msg.payload)
-    assert meta == enc.meta
-    assert (meta["frame_id"], meta["width"], meta["height"]) == (42, 6, 4)
-    assert meta["model"] == {"name": "deeplab", "version": 4, "signature": "serving_default"}
-    assert meta["classes"] == [{"id": 0, "name": "background", "fraction": 0.75},
-                               {"id": 15, "name": "class_15", "fraction": 0.25}]
-    assert meta["latency_ms"]["inference"] == 50.0 and meta["latency_ms"]["total"] >= 100
-    assert dict(mask_msg.user_properties) == {"frame_id": "42", "timestamp": "1795800000.250000",
-                                              "model_version": "4"}
-    assert mask_msg.properties().ContentType == "image/png"
 
 
 def test_labels_file(tmp_path):
@@ -124,7 +91,7 @@ def test_out_of_order_replies_are_dropped_as_stale():
     for frame_id in (2, 1, 3, 0):
         frame = Frame(frame_id, np.zeros((2, 2, 3), np.uint8), time.time(), time.monotonic())
         pipeline.ledger.enter(frame_id)
-        pipeline.results.put(Result(frame, reply(np.zeros((2, 2), np.uint8))))
+        pipeline.results.put(Result(frame, np.zeros((2, 2), np.uint8), 4))
     pipeline.results.close()
     pipeline._encode_all()
     sent = [json.loads(pipeline.publisher.outbox.get(0).messages[1].payload)["frame_id"]

@@ -63,7 +63,8 @@ def test_official_metadata_gives_fixed_input_size():
 
 
 def test_agent_modules_do_not_import_tensorflow():
-    code = ("import sys, edgeseg.agent.pipeline, edgeseg.agent.command, edgeseg.masks; "
+    code = ("import sys, edgeseg.agent.pipeline, edgeseg.agent.command, edgeseg.masks, "
+            "edgeseg.mqtt_contract, edgeseg.subscribe, edgeseg.view; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)

@@ -1,0 +1,52 @@
+"""One frame's MQTT messages — its ``mask`` and ``meta`` — built with :mod:`edgeseg.mqtt_contract`.
+
+Contract: :func:`build_messages` is the pipeline's encode stage and is pure apart from
+the clock: a decoded reply (the class map at the frame's size, the model version) becomes
+the PNG mask and the meta object of docs/mqtt.md, as :class:`~edgeseg.agent.publisher.Message`
+objects with the QoS, content type and user properties the config and the specification
+give. It fills ``frame.timings`` (``postprocess`` grows by the encoding time; ``total``
+ends now) and raises :class:`~edgeseg.errors.InvalidArgument` for a map it cannot encode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from edgeseg import mqtt_contract as contract
+from edgeseg.agent.capture import Frame
+from edgeseg.agent.config import AgentConfig
+from edgeseg.agent.publisher import Message
+
+
+class Encoded(NamedTuple):
+    class_map: np.ndarray  # (H, W) uint8 at the frame's size
+    meta: dict  # the <prefix>/meta object
+    messages: list[Message]  # mask then meta
+
+
+def build_messages(cfg: AgentConfig, frame: Frame, class_map: np.ndarray, version: int | None,
+                   labels: Sequence[str]) -> Encoded:
+    started = time.monotonic()
+    png = contract.encode_mask(class_map)
+    classes = contract.class_fractions(class_map, labels)
+    now = time.monotonic()
+    frame.timings["postprocess"] = frame.timings.get("postprocess", 0.0) + (now - started)
+    meta = contract.build_meta(
+        device_id=cfg.device_id, camera=cfg.camera, frame_id=frame.id,
+        capture_time=frame.captured_at, publish_time=time.time(), class_map=class_map,
+        model=cfg.server.model, version=version, signature=cfg.server.signature,
+        latency_s={**frame.timings, "total": now - frame.captured_mono}, classes=classes)
+    frame.timings["total"] = now - frame.captured_mono
+    topics, q = contract.Topics(cfg.topic_prefix), cfg.mqtt
+    props = contract.user_properties(frame.id, frame.captured_at, version)
+    kinds = contract.CONTENT_TYPES
+    return Encoded(class_map, meta, [
+        Message(topics.mask, png, q.qos_mask, False, kinds[contract.MASK], props,
+                frame.captured_mono),
+        Message(topics.meta, contract.encode_meta(meta), q.qos_meta, False, kinds[contract.META],
+                props, frame.captured_mono),
+    ])
