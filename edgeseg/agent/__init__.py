@@ -22,7 +22,6 @@ One module per concept, each opening with its contract:
                 ``edgeseg.mqtt_contract`` (topic names, codecs, content types).
 * ``preview``   the live preview's tap and the ``<prefix>/frame`` JPEG tap (observers).
 * ``pipeline``  the loops joined by bounded queues; start/stop. It only wires.
-* ``metrics``   counters/histograms and their Prometheus text page.
 * ``metrics``   the agent's families (ledger totals included) in ``edgeseg.metrics``.
 * ``health``    sd_notify (READY, WATCHDOG, STOPPING) over $NOTIFY_SOCKET.
 * ``command``   ``edgeseg agent``: argparse, signals, exit codes.
