@@ -37,6 +37,7 @@ from edgeseg.agent.metrics import AgentMetrics, MetricsServer
 from edgeseg.agent.preview import FrameTap, PreviewTap
 from edgeseg.agent.publisher import Message, Publisher, read_password
 from edgeseg.agent.queues import Closed, DropOldestQueue
+from edgeseg.agent.sources import redact
 from edgeseg.errors import EdgesegError, InvalidArgument
 
 log = logging.getLogger("edgeseg.agent")
@@ -86,7 +87,9 @@ class Pipeline:
 
     def _source_state(self, up: bool) -> None:
         self.publisher.set_available(up)
-        self.health.status("publishing masks" if up else f"source {self.cfg.source.uri} lost")
+        # redacted: sd_notify STATUS= is readable by every local user (systemctl status)
+        self.health.status("publishing masks" if up
+                           else f"source {redact(self.cfg.source.uri)} lost")
 
     def _mqtt_status(self, state: str, why: str) -> None:
         self.health.status(f"degraded: {why}" if state == "degraded" else "publishing masks")

@@ -99,3 +99,13 @@ def test_out_of_order_replies_are_dropped_as_stale():
     assert sent == [2, 3]
     totals = pipeline.ledger.snapshot()
     assert totals.dropped["stale"] == 2 and totals.in_flight == 2  # 2 and 3 in the outbox
+
+
+def test_a_lost_camera_status_never_shows_its_password(monkeypatch):
+    """sd_notify STATUS= is what `systemctl status` shows every local user."""
+    pipeline = Pipeline(config(source={"uri": "rtsp://cam:s3cret@10.0.0.9/stream"}), env={})
+    said = []
+    monkeypatch.setattr(pipeline.health, "status", said.append)
+    monkeypatch.setattr(pipeline.publisher, "set_available", lambda up: None)
+    pipeline._source_state(False)
+    assert said == ["source rtsp://cam:***@10.0.0.9/stream lost"]
