@@ -93,10 +93,11 @@ def main(argv: list[str]) -> int:
     broker.connect(client, cfg)  # a refused login or TLS failure: one line, exit 1
     server = PreviewServer(hub, args.preview_host, args.preview_port,
                            title=args.topic_prefix).start()
+    done = threading.Event()
+    # before the ready line: whoever waits for it may SIGTERM us at once
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     print(f"edgeseg view: preview at {server.url} for {args.topic_prefix} on {args.mqtt}",
           flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         done.wait()
     except KeyboardInterrupt:
