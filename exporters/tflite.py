@@ -324,7 +324,8 @@ def segmentation_model(fb: Flatbuffer, labels: str | Path | None = None,
         output=kind, quantization="own" if image.quantized or _any_quantized(fb) else "kit",
         source={"kind": "tflite", "file": fb.path.name, "input": image.name,
                 "input_type": image.dtype, "output": output.name,
-                "output_type": output.dtype, "operators": ops})
+                "output_type": output.dtype, "operators": ops},
+        tflite_source=fb.path)
 
 
 def _input_tensor(fb: Flatbuffer) -> Tensor:
