@@ -63,6 +63,23 @@ def export_models(shared: Path, out: Path, only: str | None) -> dict[str, object
     return results
 
 
+def source_runner(path: Path, frame: object, threads: int) -> object:
+    """The source flatbuffer as it is (513x513 input, no letterbox, no resize back): the
+    floor model.tflite's pre/post-processing adds to."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+    def run() -> object:
+        interpreter.set_tensor(inp["index"], frame[None])  # type: ignore[index]
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])
+
+    return run
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=15)
@@ -99,15 +116,17 @@ def main() -> None:
                          f"{card['bytes'] / 1e6:.2f}",
                          f"{100 * min(result.tflite.per_frame):.2f}%",
                          f"{100 * min(xnn_agree):.2f}%"])
+            runners = {"LiteRT model.tflite (XNNPACK)": lambda segment=xnnpack: segment(frame)}
+            if label.startswith("coral"):
+                runners["LiteRT source .tflite alone (XNNPACK)"] = source_runner(
+                    shared / CORAL, frame, args.threads)
             with graphs.loaded(result.path, "serve") as run_float, \
                     graphs.loaded(result.path, "serve_quantized") as run_int8:
-                times = interleaved({
-                    "LiteRT model.tflite (XNNPACK)": lambda segment=xnnpack: segment(frame),
-                    "serve (TF, float)": lambda: run_float("serving_default",
-                                                           {"images": frame[None]}),
-                    "serve_quantized (TF)": lambda: run_int8("serving_default",
-                                                             {"images": frame[None]}),
-                }, runs=args.runs)
+                runners["serve (TF, float)"] = lambda run=run_float: run(
+                    "serving_default", {"images": frame[None]})
+                runners["serve_quantized (TF)"] = lambda run=run_int8: run(
+                    "serving_default", {"images": frame[None]})
+                times = interleaved(runners, runs=args.runs)
             latency[label] = times
     print(f"export cost and agreement with serve_quantized on {len(PHOTOS)} photos "
           "(worst photo)")

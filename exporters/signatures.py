@@ -111,7 +111,8 @@ def letterbox(images: tf.Tensor, model: SegmentationModel,
         net_in = resize(images, tf.constant([size_h, size_w]))
     # A reshape (not ensure_shape) fixes the static shape: TFLite converts it, and the
     # layers after it get static shapes there too.
-    net_in = tf.reshape(net_in, [-1, size_h, size_w, 3])
+    batch = images.shape[0] if images.shape[0] is not None else -1
+    net_in = tf.reshape(net_in, [batch, size_h, size_w, 3])
     if pre.scale != 1.0 or pre.offset != 0.0:
         net_in = net_in * pre.scale + pre.offset
     return net_in, new_h, new_w

@@ -28,7 +28,8 @@ from __future__ import annotations
 import re
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,24 +72,29 @@ class TfliteResult:
                 "check_seconds": round(self.check_seconds, 2)}
 
 
-def make(model: SegmentationModel, ranges: ActivationRanges | None,
-         ranges_from: str) -> tuple[bytes, str, str]:
+def make(model: SegmentationModel, ranges: ActivationRanges | None, ranges_from: str,
+         frames: list[np.ndarray], frames_are: str) -> tuple[bytes, str, str]:
     """The file's bytes, how it was made, and where its activation ranges come from."""
     if model.quantization == "own":
         if model.tflite_source is None:
             raise Unimplemented(f"{model.name} brings its own int8 parameters but not its "
                                 "TFLite flatbuffer; cannot splice its operators")
-        return (splice_source(model), "the source flatbuffer's int8 operators, verbatim, "
-                "with the letterbox and resize back spliced around them",
+        return (splice_core(model, model.tflite_source.read_bytes(), model.tflite_source),
+                "the source flatbuffer's int8 operators, verbatim, with the letterbox and "
+                "resize back spliced around them",
                 "the source flatbuffer's own quantization parameters")
-    if ranges is None or not ranges:
-        raise Unimplemented("no activation ranges: the model marks no activations to "
-                            "quantize, so a full-integer int8 model cannot be made")
     from exporters.tflite_splice import with_signature
 
-    return (with_signature(convert(kit_function(model, ranges), quantize=True)),
-            "serve_quantized's fake-quant graph converted by TFLiteConverter (kept ranges)",
-            ranges_from)
+    if ranges:
+        return (with_signature(convert(kit_function(model, ranges), quantize=True)),
+                "serve_quantized's fake-quant graph converted by TFLiteConverter (its "
+                "ranges kept)", ranges_from)
+    core = convert(core_function(model), representative=_representative(model, frames))
+    return (splice_core(model, core, Path(f"{model.name}-core.tflite")),
+            "the network converted by TFLiteConverter with full-integer post-training "
+            "quantization, the letterbox and resize back spliced around it",
+            f"calibrated by TFLiteConverter on {frames_are}: the source marks no "
+            "activations, so serve_quantized keeps them float")
 
 
 # -- the kit's int8 graph, converted --------------------------------------------------------
@@ -98,9 +104,11 @@ class _ConstantContext:
 
     quantized = True
 
-    def __init__(self, model: SegmentationModel, ranges: ActivationRanges) -> None:
+    def __init__(self, model: SegmentationModel, ranges: ActivationRanges,
+                 quantize_weights: bool = True) -> None:
         self.model = model
         self.ranges = ranges
+        self.quantize_weights = quantize_weights
 
     def weight(self, name: str, channel_axis: int | None = None) -> Any:
         import tensorflow as tf
@@ -108,7 +116,9 @@ class _ConstantContext:
         from exporters.quantize import fake_quant_per_channel
 
         value = tf.constant(self.model.weights[name])
-        return value if channel_axis is None else fake_quant_per_channel(value, channel_axis)
+        if channel_axis is None or not self.quantize_weights:
+            return value
+        return fake_quant_per_channel(value, channel_axis)
 
     def activation(self, name: str, tensor: Any) -> Any:
         from exporters.quantize import fake_quant_activation
@@ -126,7 +136,8 @@ def kit_function(model: SegmentationModel, ranges: ActivationRanges) -> Any:
 
     ctx = _ConstantContext(model, ranges)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")],
+                 autograph=False)
     def serving_default(images: Any) -> dict[str, Any]:
         ids = segment(tf.cast(images, tf.float32), tf.shape(images)[1:3], model, ctx,
                       map_dtype(model), resize_bilinear)
@@ -135,17 +146,44 @@ def kit_function(model: SegmentationModel, ranges: ActivationRanges) -> Any:
     return serving_default
 
 
-# -- a TFLite source's own operators, spliced ------------------------------------------------
-def splice_source(model: SegmentationModel) -> bytes:
+def core_function(model: SegmentationModel) -> Any:
+    """The network alone, float, at its input size: for post-training quantization."""
+    import tensorflow as tf
+
+    ctx = _ConstantContext(model, ActivationRanges(), quantize_weights=False)
+    size_h, size_w = model.input_size
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size_h, size_w, 3], tf.float32,
+                                                name="net_input")], autograph=False)
+    def core(net_input: Any) -> dict[str, Any]:
+        return {"scores": model.forward(net_input, ctx)}
+
+    return core
+
+
+def _representative(model: SegmentationModel, frames: list[np.ndarray]) -> Any:
+    import tensorflow as tf
+
+    from exporters.signatures import letterbox
+
+    def samples() -> Any:
+        for frame in frames:
+            net_in, _, _ = letterbox(tf.cast(frame[None], tf.float32), model)
+            yield [net_in.numpy()]
+
+    return samples
+
+
+# -- a core flatbuffer (a TFLite source's own, or converted) with pre/post spliced -----------
+def splice_core(model: SegmentationModel, core: bytes, name: Path) -> bytes:
     from exporters import tflite, tflite_splice
 
-    assert model.tflite_source is not None
-    fb = tflite.read(model.tflite_source)
+    fb = tflite.read(name, raw=core)
     core_input = fb.tensors[fb.inputs[0]]
     core_output = fb.tensors[fb.outputs[0]]
     pre = convert(pre_function(model, core_input))
     post = convert(post_function(model, core_output))
-    return tflite_splice.splice(pre, model.tflite_source.read_bytes(), post)
+    return tflite_splice.splice(pre, core, post)
 
 
 def pre_function(model: SegmentationModel, core_input: Any) -> Any:
@@ -158,7 +196,8 @@ def pre_function(model: SegmentationModel, core_input: Any) -> Any:
 
     dtype = {"UINT8": tf.uint8, "INT8": tf.int8, "FLOAT32": tf.float32}[core_input.dtype]
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")],
+                 autograph=False)
     def pre(images: Any) -> dict[str, Any]:
         net_in, _, _ = letterbox(tf.cast(images, tf.float32), model, resize_bilinear)
         if core_input.quantized:
@@ -183,7 +222,7 @@ def post_function(model: SegmentationModel, core_output: Any) -> Any:
     spec = tf.TensorSpec(list(core_output.shape), dtype, name="scores")
     images_spec = tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")
 
-    @tf.function(input_signature=[spec, images_spec])
+    @tf.function(input_signature=[spec, images_spec], autograph=False)
     def post(scores: Any, images: Any) -> dict[str, Any]:
         if core_output.quantized:
             quant = core_output.quantization
@@ -201,24 +240,47 @@ def post_function(model: SegmentationModel, core_output: Any) -> Any:
 
 
 # -- conversion and LiteRT --------------------------------------------------------------
-def convert(function: Any, quantize: bool = False) -> bytes:
+def convert(function: Any, quantize: bool = False, representative: Any = None) -> bytes:
     """A ``tf.function`` -> TFLite bytes, builtin operators only; ``quantize``: its
-    fake-quant ops become int8 operators with their ranges. A refusal becomes
+    fake-quant ops become int8 operators with their ranges; ``representative``: full
+    integer post-training quantization calibrated on those samples. A refusal becomes
     :class:`~edgeseg.errors.Unimplemented` with the converter's reason in one line."""
     import tensorflow as tf
 
     concrete = function.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], function)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize:
+    if quantize or representative is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if representative is not None:
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _native_stderr_hidden():
             # The uint8 frame is cast to float, not a quantized input: nothing to specify.
             warnings.filterwarnings("ignore", "Statistics for quantized inputs")
             return bytes(converter.convert())
     except Exception as exc:  # the converter raises ConverterError and friends
         raise Unimplemented(f"TFLite conversion failed: {conversion_reason(exc)}") from None
+
+
+@contextmanager
+def _native_stderr_hidden() -> Iterator[None]:
+    """The converter's C++ side prints its diagnostics (MLIR locations, op dumps) to file
+    descriptor 2; the exception carries the same text, reduced to one line above."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def conversion_reason(exc: BaseException) -> str:
@@ -293,7 +355,7 @@ def write(model: SegmentationModel, export_dir: Path, ranges: ActivationRanges |
     gives ``written=False`` and the reason (the caller warns)."""
     started = time.monotonic()
     try:
-        data, method, ranges_note = make(model, ranges, ranges_from)
+        data, method, ranges_note = make(model, ranges, ranges_from, frames, frames_are)
     except Unimplemented as exc:
         return TfliteResult(written=False, reason=str(exc))
     seconds = time.monotonic() - started

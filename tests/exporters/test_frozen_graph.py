@@ -41,6 +41,30 @@ def frozen_pb(keras_model, tmp_path_factory) -> Path:
     return freeze_deeplab(keras_model, tmp_path_factory.mktemp("frozen") / "deeplab.pb")
 
 
+def test_model_tflite_is_full_integer_with_the_signature(frozen_export):
+    """A frozen graph marks no activations: model.tflite is quantized by the converter on
+    synthetic frames, and says so; it runs any frame size."""
+    import json
+
+    from exporters import tflite_export
+
+    card = json.loads((frozen_export / "assets.extra" / "model_card.json").read_text())
+    assert "calibrated by TFLiteConverter on 3 synthetic frames" in \
+        card["tflite"]["activation_ranges"]
+    data = (frozen_export / "model.tflite").read_bytes()
+    segment = tflite_export.runner(data, reference=True)
+    frame = synthetic_image(SIZE + 10, SIZE - 20, seed=3)
+    got = segment(frame)
+    assert got.shape == frame.shape[:2] and got.dtype == np.uint8
+    with graphs.loaded(frozen_export, "serve") as run:
+        float_map = run("serving_default", {"images": frame[None]})[0]
+    assert np.mean(got == float_map) > 0.3  # far above chance (1/21): the same network
+    tensors = {t["index"]: t for t in segment.interpreter.get_tensor_details()}
+    convs = [op for op in segment.interpreter._get_ops_details()
+             if op["op_name"] == "CONV_2D"]
+    assert convs and all(tensors[op["inputs"][0]]["dtype"] == np.int8 for op in convs)
+
+
 @pytest.fixture(scope="module")
 def frozen_export(frozen_pb, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("frozen_export") / "deeplab"
