@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import Internal, Unimplemented
+from edgeseg.errors import EdgesegError, Internal, Unimplemented
 from exporters.model import SegmentationModel
 from exporters.quantize import ActivationRanges
 
@@ -89,12 +89,16 @@ def make(model: SegmentationModel, ranges: ActivationRanges | None, ranges_from:
         return (with_signature(convert(kit_function(model, ranges), quantize=True)),
                 "serve_quantized's fake-quant graph converted by TFLiteConverter (its "
                 "ranges kept)", ranges_from)
-    core = convert(core_function(model), representative=_representative(model, frames))
+    # The source marks no activations (frozen graphs, Keras files): serve_quantized has
+    # int8 weights and float activations, and so does this file (the converter's dynamic
+    # range mode). Full-integer post-training calibration crashes TFLite's calibrator
+    # on these imported graphs (a segfault in _feed_tensors, TF 2.21).
+    core = convert(core_function(model), quantize=True)
     return (splice_core(model, core, Path(f"{model.name}-core.tflite")),
-            "the network converted by TFLiteConverter with full-integer post-training "
-            "quantization, the letterbox and resize back spliced around it",
-            f"calibrated by TFLiteConverter on {frames_are}: the source marks no "
-            "activations, so serve_quantized keeps them float")
+            "the network converted by TFLiteConverter with int8 weights (dynamic range), "
+            "the letterbox and resize back spliced around it",
+            "none: the source marks no activations, so they stay float as in "
+            "serve_quantized (LiteRT's hybrid kernels quantize them per frame)")
 
 
 # -- the kit's int8 graph, converted --------------------------------------------------------
@@ -147,7 +151,7 @@ def kit_function(model: SegmentationModel, ranges: ActivationRanges) -> Any:
 
 
 def core_function(model: SegmentationModel) -> Any:
-    """The network alone, float, at its input size: for post-training quantization."""
+    """The network alone, float, at its input size (weights quantized by the converter)."""
     import tensorflow as tf
 
     ctx = _ConstantContext(model, ActivationRanges(), quantize_weights=False)
@@ -159,19 +163,6 @@ def core_function(model: SegmentationModel) -> Any:
         return {"scores": model.forward(net_input, ctx)}
 
     return core
-
-
-def _representative(model: SegmentationModel, frames: list[np.ndarray]) -> Any:
-    import tensorflow as tf
-
-    from exporters.signatures import letterbox
-
-    def samples() -> Any:
-        for frame in frames:
-            net_in, _, _ = letterbox(tf.cast(frame[None], tf.float32), model)
-            yield [net_in.numpy()]
-
-    return samples
 
 
 # -- a core flatbuffer (a TFLite source's own, or converted) with pre/post spliced -----------
@@ -240,21 +231,18 @@ def post_function(model: SegmentationModel, core_output: Any) -> Any:
 
 
 # -- conversion and LiteRT --------------------------------------------------------------
-def convert(function: Any, quantize: bool = False, representative: Any = None) -> bytes:
+def convert(function: Any, quantize: bool = False) -> bytes:
     """A ``tf.function`` -> TFLite bytes, builtin operators only; ``quantize``: its
-    fake-quant ops become int8 operators with their ranges; ``representative``: full
-    integer post-training quantization calibrated on those samples. A refusal becomes
+    fake-quant ops become int8 operators with their ranges (weights without fake-quant
+    ops become int8 all the same: dynamic range). A refusal becomes
     :class:`~edgeseg.errors.Unimplemented` with the converter's reason in one line."""
     import tensorflow as tf
 
     concrete = function.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], function)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize or representative is not None:
+    if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if representative is not None:
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     try:
         with warnings.catch_warnings(), _native_stderr_hidden():
             # The uint8 frame is cast to float, not a quantized input: nothing to specify.
@@ -356,7 +344,7 @@ def write(model: SegmentationModel, export_dir: Path, ranges: ActivationRanges |
     started = time.monotonic()
     try:
         data, method, ranges_note = make(model, ranges, ranges_from, frames, frames_are)
-    except Unimplemented as exc:
+    except EdgesegError as exc:  # Unimplemented from the converter, InvalidArgument, …
         return TfliteResult(written=False, reason=str(exc))
     seconds = time.monotonic() - started
     try:

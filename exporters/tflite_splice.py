@@ -28,9 +28,8 @@ def _schema() -> Any:
 def load(data: bytes) -> Any:
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    if not model.subgraphs or len(model.subgraphs) != 1:
-        raise InvalidArgument(f"expected a TFLite model with one subgraph, got "
-                              f"{len(model.subgraphs or [])}")
+    if not model.subgraphs:
+        raise InvalidArgument("expected a TFLite model with a subgraph, got none")
     return model
 
 
@@ -111,31 +110,48 @@ def _finish(model: Any, images: int, output: int) -> bytes:
 
 def _append(result: Any, model: Any, opcodes: dict[tuple[Any, ...], int],
             bind: dict[int, int]) -> int:
-    """Append ``model``'s tensors, buffers and operators to ``result``'s subgraph; its
-    tensors in ``bind`` are replaced by ``result``'s. Returns the tensor index offset."""
+    """Append ``model``'s main subgraph's tensors and operators to ``result``'s, its
+    other subgraphs (a WHILE's condition and body, …) as subgraphs of ``result``, and
+    its buffers; its tensors in ``bind`` are replaced by ``result``'s. Returns the
+    tensor index offset of the main subgraph."""
     graph, sub = result.subgraphs[0], model.subgraphs[0]
     tensor_base, buffer_base = len(graph.tensors), len(result.buffers)
+    subgraph_base = len(result.subgraphs) - 1  # model's subgraph k>0 -> base + k
     result.buffers.extend(model.buffers)
-    for tensor in sub.tensors:
-        tensor.buffer = buffer_base + tensor.buffer
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors or []:
+            tensor.buffer = buffer_base + tensor.buffer
+        for op in subgraph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            key = _opcode_key(code)
+            if key not in opcodes:
+                opcodes[key] = len(result.operatorCodes)
+                result.operatorCodes.append(code)
+            op.opcodeIndex = opcodes[key]
+            _shift_subgraph_indices(op, subgraph_base)
     graph.tensors.extend(sub.tensors)
+    result.subgraphs.extend(model.subgraphs[1:])
 
     def index(i: int) -> int:
         return i if i < 0 else bind.get(i, tensor_base + i)
 
     for op in sub.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        key = _opcode_key(code)
-        if key not in opcodes:
-            opcodes[key] = len(result.operatorCodes)
-            result.operatorCodes.append(code)
-        op.opcodeIndex = opcodes[key]
         op.inputs = [index(i) for i in _list(op.inputs)]
         op.outputs = [index(i) for i in _list(op.outputs)]
         if op.intermediates is not None:
             op.intermediates = [index(i) for i in _list(op.intermediates)]
         graph.operators.append(op)
     return tensor_base
+
+
+def _shift_subgraph_indices(op: Any, offset: int) -> None:
+    """WHILE, IF, CALL_ONCE, … name subgraphs by index in their options."""
+    options = op.builtinOptions
+    if options is None or not offset:
+        return
+    for name, value in vars(options).items():
+        if "ubgraph" in name and isinstance(value, int):
+            setattr(options, name, value + offset)
 
 
 def _only_output(model: Any) -> int:
