@@ -69,8 +69,8 @@ def test_model_tflite_has_int8_weights_and_the_signature(frozen_export):
                if max(model.operatorCodes[op.opcodeIndex].builtinCode,
                       model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)
                == schema.BuiltinOperator.CONV_2D]
-    # The converter leaves filters under 1024 values float (here the first conv only).
-    assert filters.count(schema.TensorType.INT8) >= len(filters) - 1 > 0
+    # The converter leaves filters under 1024 values float (here 2 of 38).
+    assert filters.count(schema.TensorType.INT8) >= 0.9 * len(filters) > 0
 
 
 @pytest.fixture(scope="module")
