@@ -1,6 +1,7 @@
-"""Exporter benchmark: export time, size on disk vs the float weights, in-process
-per-frame latency of ``serve`` and ``serve_quantized`` at 513x513 (interleaved runs), and
-the cost of a durable publish (exports with and without the fsyncs, interleaved).
+"""Exporter benchmark: export time (and the share of model.tflite), size on disk vs the
+float weights, in-process per-frame latency of ``serve`` and ``serve_quantized`` at 513x513
+(interleaved runs), and the cost of a durable publish (exports with and without the fsyncs,
+interleaved). LiteRT's model.tflite beside them: bench/bench_tflite.py.
 
     .venv/bin/python bench/bench_export.py [--runs 15] [--input-size 513] [--durable-runs 5]
 """
@@ -58,6 +59,9 @@ def main() -> None:
         print(table(["step", "value"], [
             ["build Keras model (s)", f"{build_s:.1f}"],
             ["export: 2 graphs, calibration, write, check (s)", f"{export_s:.1f}"],
+            ["  of which model.tflite: convert + LiteRT check (s)",
+             f"{result.tflite.seconds:.1f} + {result.tflite.check_seconds:.1f}"
+             if result.tflite.written else f"not written: {result.tflite.reason}"],
             ["calibration images", result.calibration_images],
             ["float weights (MB)", f"{result.weight_bytes / 1e6:.2f}"],
             ["variables/ on disk (MB)", f"{result.variables_bytes / 1e6:.2f}"],

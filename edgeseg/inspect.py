@@ -2,7 +2,9 @@
 
 Like ``saved_model_cli show --all`` (tag-sets, signatures with dtypes and shapes) plus
 the kit's own facts: variables size, every device string found (expected: none),
-assets.extra (warmup requests, labels, palette) and the model card. ``DIR`` may be a
+``model.tflite`` (size, and its signatures as LiteRT reads them: dtypes and shape
+signatures, -1 for any size), assets.extra (warmup requests, labels, palette) and the
+model card. ``DIR`` may be a
 version folder or a base path (its highest version is shown). ``--json`` prints the
 same facts for programs.
 """
@@ -14,6 +16,8 @@ import json
 import struct
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeseg.errors import DataLoss, NotFound
 
@@ -92,9 +96,36 @@ def describe(version_dir: Path) -> dict[str, Any]:
     files = sorted(variables.iterdir()) if variables.is_dir() else []
     facts["variables_bytes"] = sum(p.stat().st_size for p in files)
     facts["variables_files"] = [p.name for p in files]
+    facts["tflite"] = _tflite(version_dir / "model.tflite")
     facts["assets_extra"] = _assets(version_dir / "assets.extra")
     card = version_dir / "assets.extra" / "model_card.json"
     facts["model_card"] = json.loads(card.read_text(encoding="utf-8")) if card.is_file() else None
+    return facts
+
+
+def _tflite(path: Path) -> dict[str, Any] | None:
+    """``model.tflite``'s size and signatures (read with LiteRT), or None without one."""
+    if not path.is_file():
+        return None
+    from ai_edge_litert.interpreter import Interpreter
+
+    facts: dict[str, Any] = {"file": path.name, "bytes": path.stat().st_size}
+    try:
+        interpreter = Interpreter(model_path=str(path))
+    except (ValueError, RuntimeError) as exc:
+        facts["error"] = str(exc).strip().splitlines()[0]
+        return facts
+
+    def describe_io(details: dict[str, Any]) -> dict[str, Any]:
+        return {name: {"dtype": np.dtype(d["dtype"]).name,
+                       "shape": [int(v) for v in d["shape_signature"]]}
+                for name, d in sorted(details.items())}
+
+    facts["signatures"] = {}
+    for key in sorted(interpreter.get_signature_list()):
+        run = interpreter.get_signature_runner(key)
+        facts["signatures"][key] = {"inputs": describe_io(run.get_input_details()),
+                                    "outputs": describe_io(run.get_output_details())}
     return facts
 
 
@@ -129,6 +160,7 @@ def render(facts: dict[str, Any]) -> str:
                     lines.append(f"    {kind[:-1]:<6} {key}: {t['dtype']} {shape}")
     lines.append(f"\nvariables/: {facts['variables_bytes'] / 1e6:.2f} MB in "
                  f"{len(facts['variables_files'])} files (one checkpoint for every tag-set)")
+    lines += _render_tflite(facts.get("tflite"))
     devices = facts["devices"]
     lines.append(f"device placements: {'none' if not devices else len(devices)}")
     lines += [f"  {d}" for d in devices[:20]]
@@ -146,8 +178,23 @@ def render(facts: dict[str, Any]) -> str:
         lines.append(f"  preprocessing: {json.dumps(card.get('preprocessing'))}")
         lines.append(f"  quantization: {json.dumps(card.get('quantization'))}")
         lines.append(f"  calibration: {json.dumps(card.get('calibration'))}")
+        lines.append(f"  tflite: {json.dumps(card.get('tflite'))}")
         lines.append(f"  source: {json.dumps(card.get('source'))}")
     return "\n".join(lines)
+
+
+def _render_tflite(tflite: dict[str, Any] | None) -> list[str]:
+    if tflite is None:
+        return ["model.tflite: none"]
+    lines = [f"model.tflite: {tflite['bytes'] / 1e6:.2f} MB"]
+    if "error" in tflite:
+        return lines + [f"  LiteRT cannot read it: {tflite['error']}"]
+    for name, sig in tflite["signatures"].items():
+        lines.append(f"  signature '{name}' (LiteRT):")
+        for kind in ("inputs", "outputs"):
+            for key, t in sig[kind].items():
+                lines.append(f"    {kind[:-1]:<6} {key}: {t['dtype']} {t['shape']}")
+    return lines
 
 
 def main(argv: list[str]) -> int:

@@ -51,7 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgeseg export",
         description="Export a trained segmentation model as one SavedModel version with "
-                    "tag-sets {serve} and {serve_quantized}, written atomically to BASE/N.")
+                    "tag-sets {serve} and {serve_quantized}, plus model.tflite (int8, "
+                    "LiteRT), written atomically to BASE/N.")
     p.add_argument("source", help="'deeplabv3' (built-in architecture) or a model file")
     p.add_argument("--output", required=True, type=Path, metavar="BASE",
                    help="the model's base path; the version is written to BASE/N")
@@ -60,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-images", type=Path, metavar="DIR",
                    help="JPEG/PNG/BMP images to calibrate int8 activation ranges on")
     p.add_argument("--labels", type=Path, metavar="FILE", help="class names, one a line")
+    p.add_argument("--no-tflite", dest="tflite", action="store_false",
+                   help="do not write model.tflite (the int8 model for LiteRT and TF "
+                        "Serving's --prefer_tflite_model)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     d = p.add_argument_group("built-in deeplabv3")
     d.add_argument("--weights", type=Path, metavar="FILE",
@@ -139,7 +143,8 @@ def main(argv: list[str]) -> int:
     model = load(args, progress)
 
     result = export(model, args.output, version=args.version, force=args.force,
-                    calibration_images=args.calibration_images, progress=progress)
+                    calibration_images=args.calibration_images, progress=progress,
+                    tflite=args.tflite)
     print(summary(result), file=sys.stdout)
     return 0
 
@@ -173,12 +178,19 @@ def summary(result: object) -> str:
         lines.append(f"  serve vs serve_quantized pixel agreement on "
                      f"{result.calibration_images} calibration images: "
                      f"{100 * result.pixel_agreement:.2f}%")
+    lines += tflite_summary(result.tflite)
     return "\n".join(lines)
-    if result.pixel_agreement is not None:
-        lines.append(f"  serve vs serve_quantized pixel agreement on "
-                     f"{result.calibration_images} calibration images: "
-                     f"{100 * result.pixel_agreement:.2f}%")
-    else:
-        lines.append("  int8 activations not calibrated (no --calibration-images): "
-                     "serve_quantized quantizes weights only")
-    return "\n".join(lines)
+
+
+def tflite_summary(tflite: object) -> list[str]:
+    if tflite is None:
+        return ["  model.tflite: skipped (--no-tflite)"]
+    card = tflite.card()  # type: ignore[attr-defined]
+    if not card["file"]:
+        return [f"  model.tflite: NOT written: {card['reason']}"]
+    agreement = card["agreement_with_serve_quantized"]
+    return [f"  model.tflite: {card['bytes'] / 1e6:.2f} MB int8 for LiteRT, made in "
+            f"{card['conversion_seconds']:.1f} s; activation ranges: "
+            f"{card['activation_ranges']}",
+            f"  model.tflite vs serve_quantized pixel agreement on "
+            f"{card['agreement_measured_on']}: {100 * agreement:.2f}%"]

@@ -311,6 +311,43 @@ def folded_weights(model: Any) -> dict[str, np.ndarray]:
     return weights
 
 
+def weights_from_tflite(path: str | Path, weights: dict[str, np.ndarray]
+                        ) -> dict[str, np.ndarray]:
+    """DeepLab's released MobileNetV2 model (e.g. the Coral VOC flatbuffer) has this
+    architecture: its trained, batch-norm-folded weights (dequantized) under the names
+    of ``weights`` (:func:`folded_weights` of a model of the same configuration), so
+    that tests and benchmarks export the built-in DeepLab with weights that mean
+    something. Every name and shape must match."""
+    from exporters import tflite, tflite_ops
+
+    fb = tflite.read(path)
+    values, specs = tflite_ops.plan_weights(fb)
+    out: dict[str, np.ndarray] = {}
+    for op in fb.operators:
+        if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        label = fb.tensors[op.inputs[1]].name.split(";")[0]
+        block = re.search(r"(expanded_conv(?:_\d+)?)/(expand|depthwise|project)", label)
+        known = re.match(r"(?:MobilenetV2/)?(Conv|aspp0|image_pooling|concat_projection|"
+                         r"logits)/", label)
+        if block is None and known is None:
+            raise InvalidArgument(f"{path}: convolution {label!r} has no counterpart in the "
+                                  "built-in DeepLab")
+        name = f"{block[1]}_{block[2]}" if block else known[1]  # type: ignore[index]
+        for suffix, index in (("kernel", op.inputs[1]), ("bias", op.inputs[2])):
+            value = values[specs[index].name]
+            target = weights.get(f"{name}/{suffix}")
+            if target is None or target.shape != value.shape:
+                raise InvalidArgument(f"{path}: {name}/{suffix} has shape {value.shape}, the "
+                                      f"built-in DeepLab expects "
+                                      f"{None if target is None else target.shape}")
+            out[f"{name}/{suffix}"] = value
+    missing = sorted(set(weights) - set(out))
+    if missing:
+        raise InvalidArgument(f"{path} lacks weights for {', '.join(missing[:5])}")
+    return out
+
+
 def segmentation_model(model: Any, cfg: DeepLabConfig,
                        source: dict[str, Any] | None = None) -> SegmentationModel:
     """Describe a built-in DeepLab Keras model to the writer."""

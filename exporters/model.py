@@ -14,13 +14,15 @@ Contract for sources:
 * ``quantization`` says who writes the int8 graph: ``"kit"`` (the writer quantizes
   weights per output channel and activations per tensor from calibration) or
   ``"own"`` (the source applies its own quantization parameters when
-  ``ctx.quantized`` is true, e.g. a TFLite flatbuffer's).
+  ``ctx.quantized`` is true, e.g. a TFLite flatbuffer's; ``tflite_source`` then names
+  the flatbuffer, whose operators ``model.tflite`` reuses).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -64,6 +66,8 @@ class SegmentationModel:
     output: Literal["logits", "probabilities", "class_ids"] = "logits"
     quantization: Literal["kit", "own"] = "kit"
     source: dict[str, Any] = field(default_factory=dict)
+    # A TFLite source's file: model.tflite reuses its int8 operators verbatim.
+    tflite_source: Path | None = None
 
     @property
     def num_classes(self) -> int:

@@ -30,30 +30,102 @@ def map_dtype(model: SegmentationModel) -> tf.DType:
 
 
 def segment(images: tf.Tensor, out_size: tf.Tensor, model: SegmentationModel,
-            ctx: GraphContext) -> tf.Tensor:
-    """float32 RGB [N,H,W,3] -> int32 class ids [N, out_h, out_w]."""
+            ctx: GraphContext, dtype: tf.DType = tf.int32,
+            resize: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None) -> tf.Tensor:
+    """float32 RGB [N,H,W,3] -> class ids [N, out_h, out_w] of ``dtype``."""
+    net_in, new_h, new_w = letterbox(images, model, resize)
+    ids = class_ids(model.forward(net_in, ctx), model)
+    return restore(ids, new_h, new_w, out_size, dtype)
+
+
+def letterbox_size(height: tf.Tensor, width: tf.Tensor,
+                   size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
+    """The frame's size scaled to fit ``size``, keeping its aspect: the limiting side
+    becomes the network's, the other ``round(side * scale)`` (half to even), in exact
+    int32 arithmetic, so that every runtime (TF, TFLite) letterboxes alike."""
+    size_h, size_w = size
+    by_height = size_h * width <= size_w * height  # scale = size_h / height
+
+    def scaled(side: tf.Tensor, target: int, limit: tf.Tensor) -> tf.Tensor:
+        numerator = side * target
+        quotient = tf.math.floordiv(numerator, limit)
+        twice_rest = 2 * (numerator - quotient * limit)
+        odd = tf.math.floormod(quotient, 2) == 1
+        up = tf.logical_or(twice_rest > limit, tf.logical_and(twice_rest == limit, odd))
+        return quotient + tf.cast(up, tf.int32)
+
+    new_h = tf.where(by_height, tf.constant(size_h), scaled(height, size_w, width))
+    new_w = tf.where(by_height, scaled(width, size_h, height), tf.constant(size_w))
+    return tf.clip_by_value(new_h, 1, size_h), tf.clip_by_value(new_w, 1, size_w)
+
+
+def resize_bilinear(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """TensorFlow's ResizeBilinear (half-pixel centers) spelled out in gathers and
+    float32 arithmetic in the kernel's own order, bit for bit. TFLite's and XNNPACK's
+    kernels weigh the four neighbours in another order, and a last-bit difference
+    flips the rounding of the quantized input (x.5 is common), so model.tflite
+    letterboxes with this."""
+    shape = tf.shape(images)
+
+    def weights(out: tf.Tensor, in_size: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        scale = tf.cast(in_size, tf.float32) / tf.cast(out, tf.float32)
+        x = (tf.cast(tf.range(out), tf.float32) + 0.5) * scale - 0.5
+        x_floor = tf.floor(x)
+        lower = tf.maximum(tf.cast(x_floor, tf.int32), 0)
+        upper = tf.minimum(tf.cast(tf.math.ceil(x), tf.int32), in_size - 1)
+        return lower, upper, x - x_floor
+
+    y_low, y_high, y_lerp = weights(size[0], shape[1])
+    x_low, x_high, x_lerp = weights(size[1], shape[2])
+    top, bottom = tf.gather(images, y_low, axis=1), tf.gather(images, y_high, axis=1)
+    x_lerp, y_lerp = tf.reshape(x_lerp, [1, 1, -1, 1]), tf.reshape(y_lerp, [1, -1, 1, 1])
+    top_left, top_right = tf.gather(top, x_low, axis=2), tf.gather(top, x_high, axis=2)
+    bottom_left = tf.gather(bottom, x_low, axis=2)
+    bottom_right = tf.gather(bottom, x_high, axis=2)
+    top = top_left + (top_right - top_left) * x_lerp
+    bottom = bottom_left + (bottom_right - bottom_left) * x_lerp
+    return top + (bottom - top) * y_lerp
+
+
+def _tf_resize_bilinear(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    return tf.image.resize(images, size, method="bilinear")
+
+
+def letterbox(images: tf.Tensor, model: SegmentationModel,
+              resize: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None
+              ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """float32 RGB [N,H,W,3] -> (the network's input [N,h,w,3] after pre-processing,
+    the letterboxed frame's height and width inside it). ``resize``: bilinear, TF's
+    op by default (:func:`resize_bilinear` computes the same values)."""
+    resize = resize or _tf_resize_bilinear
     size_h, size_w = model.input_size
     pre = model.preprocessing
     shape = tf.shape(images)
-    height, width = shape[1], shape[2]
     if pre.resize == "letterbox":
-        h64, w64 = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
-        scale = tf.minimum(size_h / h64, size_w / w64)
-        new_h = tf.clip_by_value(tf.cast(tf.round(h64 * scale), tf.int32), 1, size_h)
-        new_w = tf.clip_by_value(tf.cast(tf.round(w64 * scale), tf.int32), 1, size_w)
-        resized = tf.image.resize(images, tf.stack([new_h, new_w]), method="bilinear")
+        new_h, new_w = letterbox_size(shape[1], shape[2], model.input_size)
+        resized = resize(images, tf.stack([new_h, new_w]))
         padding = [[0, 0], [0, size_h - new_h], [0, size_w - new_w], [0, 0]]
         net_in = tf.pad(resized - pre.pad_value, padding) + pre.pad_value
     else:
         new_h, new_w = tf.constant(size_h), tf.constant(size_w)
-        net_in = tf.image.resize(images, [size_h, size_w], method="bilinear")
-    net_in = tf.ensure_shape(net_in, [None, size_h, size_w, 3])
+        net_in = resize(images, tf.constant([size_h, size_w]))
+    # A reshape (not ensure_shape) fixes the static shape: TFLite converts it, and the
+    # layers after it get static shapes there too.
+    batch = images.shape[0] if images.shape[0] is not None else -1
+    net_in = tf.reshape(net_in, [batch, size_h, size_w, 3])
     if pre.scale != 1.0 or pre.offset != 0.0:
         net_in = net_in * pre.scale + pre.offset
-    ids = class_ids(model.forward(net_in, ctx), model)
-    ids = ids[:, :new_h, :new_w]
-    resized_ids = tf.image.resize(ids[..., tf.newaxis], out_size, method="nearest")
-    return resized_ids[..., 0]
+    return net_in, new_h, new_w
+
+
+def restore(ids: tf.Tensor, new_h: tf.Tensor, new_w: tf.Tensor, out_size: tf.Tensor,
+            dtype: tf.DType = tf.int32) -> tf.Tensor:
+    """Class ids at the network's size -> ``dtype`` ids with the letterbox cropped away,
+    resized (nearest) to ``out_size``. The ids are resized as float32 (exact for any
+    class count the map holds): TFLite's nearest resize takes no uint8 or int32."""
+    ids = tf.cast(ids, tf.float32)[:, :new_h, :new_w]
+    resized_ids = tf.image.resize(tf.expand_dims(ids, -1), out_size, method="nearest")
+    return tf.cast(tf.squeeze(resized_ids, -1), dtype)
 
 
 def class_ids(scores: tf.Tensor, model: SegmentationModel) -> tf.Tensor:
@@ -104,7 +176,7 @@ def build_signatures(model: SegmentationModel,
     with tf.name_scope("serving_default"):
         images = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3], name="images")
         ids = segment(tf.cast(images, tf.float32), tf.shape(images)[1:3], model,
-                      context_for("serving_default"))
+                      context_for("serving_default"), out_dtype)
         out = tf.cast(ids, out_dtype, name="segmentation_map")
         sigs["serving_default"] = build({"images": info(images)},
                                         {"segmentation_map": info(out)}, PREDICT_METHOD)
@@ -124,7 +196,7 @@ def build_signatures(model: SegmentationModel,
         encoded = tf.compat.v1.placeholder(tf.string, [None], name="images")
         decoded = _decode_batch(encoded)
         ids = segment(tf.cast(decoded, tf.float32), tf.shape(decoded)[1:3], model,
-                      context_for("predict_encoded"))
+                      context_for("predict_encoded"), out_dtype)
         out = tf.cast(ids, out_dtype, name="segmentation_map")
         sigs["predict_encoded"] = build({"images": info(encoded)},
                                         {"segmentation_map": info(out)}, PREDICT_METHOD)

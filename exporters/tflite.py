@@ -140,11 +140,13 @@ def dequantize(q: np.ndarray, quant: Quantization) -> np.ndarray:
     return (q.astype(np.float64) - zero) * scale
 
 
-def read(path: str | Path) -> Flatbuffer:
+def read(path: str | Path, raw: bytes | None = None) -> Flatbuffer:
+    """The flatbuffer at ``path`` (or ``raw``, named ``path``: one made in memory)."""
     path = Path(path)
-    if not path.is_file():
-        raise NotFound(f"TFLite model {path} does not exist")
-    raw = path.read_bytes()
+    if raw is None:
+        if not path.is_file():
+            raise NotFound(f"TFLite model {path} does not exist")
+        raw = path.read_bytes()
     if len(raw) < 8 or raw[4:8] != FILE_IDENTIFIER:
         raise InvalidArgument(f"{path} is not a TFLite flatbuffer: expected the file "
                               f"identifier {FILE_IDENTIFIER.decode()} at byte 4")
@@ -324,7 +326,8 @@ def segmentation_model(fb: Flatbuffer, labels: str | Path | None = None,
         output=kind, quantization="own" if image.quantized or _any_quantized(fb) else "kit",
         source={"kind": "tflite", "file": fb.path.name, "input": image.name,
                 "input_type": image.dtype, "output": output.name,
-                "output_type": output.dtype, "operators": ops})
+                "output_type": output.dtype, "operators": ops},
+        tflite_source=fb.path)
 
 
 def _input_tensor(fb: Flatbuffer) -> Tensor:

@@ -5,7 +5,9 @@ holds exactly two meta-graphs, tag-sets {serve} (float) and {serve_quantized} (i
 quantize/dequantize ops), both restoring from ONE ``variables/`` checkpoint; every
 ``NodeDef.device`` is empty, in the graphs and in their function libraries; the three
 signatures of :mod:`exporters.signatures`; ``assets.extra/`` with TF Serving's warmup
-requests, the class names, the palette and a JSON model card.
+requests, the class names, the palette and a JSON model card; and, unless
+``tflite=False``, ``model.tflite`` (:mod:`exporters.tflite_export`): the int8 model for
+LiteRT and TF Serving's ``--prefer_tflite_model``, with the same signature.
 
 The version is built in a staging folder beside ``base``, loaded back and checked
 (both tags, every signature), and only then renamed into place
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -48,6 +51,7 @@ class ExportResult:
     calibration_images: int = 0
     pixel_agreement: float | None = None
     card: dict[str, Any] = field(default_factory=dict)
+    tflite: Any = None  # exporters.tflite_export.TfliteResult, or None with tflite=False
 
 
 def list_calibration_images(folder: str | Path) -> list[Path]:
@@ -89,8 +93,9 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def export(model: SegmentationModel, base: str | Path, version: int | None = None,
            force: bool = False, calibration_images: str | Path | None = None,
-           progress: Progress | None = None) -> ExportResult:
-    """Write ``model`` as version ``version`` (default: one above the highest) of ``base``."""
+           progress: Progress | None = None, tflite: bool = True) -> ExportResult:
+    """Write ``model`` as version ``version`` (default: one above the highest) of ``base``;
+    ``tflite``: also ``model.tflite``."""
     started = time.monotonic()
     progress = progress or Progress(enabled=False)
     base = Path(base)
@@ -102,11 +107,17 @@ def export(model: SegmentationModel, base: str | Path, version: int | None = Non
     staging = versions.make_staging(base)
     try:
         export_dir = staging / "saved_model"
-        card = _build(model, export_dir, images, progress)
+        card, ranges = _build(model, export_dir, images, progress, tflite)
+        frames, frames_are = _check_frames(model, images) if tflite else (images, "")
         with progress.step("loading the export back and checking both tags"):
-            agreement = _verify(export_dir, model, images)
+            agreement, int8_maps = _verify(export_dir, model, images, frames)
         if agreement is not None:
             card["calibration"]["pixel_agreement"] = agreement
+        tflite_result = None
+        if tflite:
+            tflite_result = _write_tflite(model, export_dir, ranges, len(images), frames,
+                                          int8_maps, frames_are, progress)
+            card["tflite"] = tflite_result.card()
         _write_assets(export_dir, model, card)
         versions.publish(export_dir, target, force)
     except Exception as exc:
@@ -119,11 +130,53 @@ def export(model: SegmentationModel, base: str | Path, version: int | None = Non
     variables_bytes = sum(p.stat().st_size for p in (target / "variables").iterdir())
     return ExportResult(path=target, version=version, variables_bytes=variables_bytes,
                         weight_bytes=model.weight_bytes, seconds=time.monotonic() - started,
-                        calibration_images=len(images), pixel_agreement=agreement, card=card)
+                        calibration_images=len(images), pixel_agreement=agreement, card=card,
+                        tflite=tflite_result)
+
+
+SYNTHETIC_FRAMES = 3
+
+
+def _check_frames(model: SegmentationModel, images: list[np.ndarray]
+                  ) -> tuple[list[np.ndarray], str]:
+    """The frames model.tflite is compared with serve_quantized on: the calibration
+    images, or synthetic frames (one not of the network's size or aspect)."""
+    if images:
+        return images, f"{len(images)} calibration images"
+    from exporters.deeplab import synthetic_image
+
+    h, w = model.input_size
+    sizes = [(h, w), (max(h // 2, 8) + 3, w + 5), (h + 7, max(w // 3, 8))]
+    return ([synthetic_image(fh, fw, seed=20 + i) for i, (fh, fw) in enumerate(sizes)],
+            f"{SYNTHETIC_FRAMES} synthetic frames (no calibration images)")
+
+
+def _write_tflite(model: SegmentationModel, export_dir: Path, ranges: Any,
+                  calibration_images: int, frames: list[np.ndarray],
+                  int8_maps: list[np.ndarray], frames_are: str, progress: Progress) -> Any:
+    from exporters import tflite_export
+
+    ranges_from = (f"calibrated on {calibration_images} images (as serve_quantized)"
+                   if calibration_images else
+                   f"calibrated on {SYNTHETIC_FRAMES} SYNTHETIC frames: no --calibration-images "
+                   "were given, so serve_quantized keeps activations float and model.tflite's "
+                   "int8 ranges only fit frames like those")
+    with progress.step("writing model.tflite (int8, LiteRT) and checking it"):
+        result = tflite_export.write(model, export_dir, ranges, ranges_from, frames,
+                                     int8_maps, frames_are)
+    if not result.written:
+        print(f"edgeseg export: warning: no model.tflite: {result.reason}; the SavedModel "
+              "is written", file=sys.stderr)
+    elif model.quantization == "kit" and not calibration_images:
+        progress.say("model.tflite: int8 activation ranges from synthetic frames (no "
+                     "--calibration-images); pass real frames for a usable int8 model")
+    return result
 
 
 def _build(model: SegmentationModel, export_dir: Path, images: list[np.ndarray],
-           progress: Progress) -> dict[str, Any]:
+           progress: Progress, tflite: bool) -> tuple[dict[str, Any], Any]:
+    """Both meta-graphs; returns the model card and the activation ranges model.tflite
+    uses (serve_quantized's; synthetic frames' when there are no calibration images)."""
     import tensorflow as tf
 
     from exporters import graphs
@@ -133,9 +186,12 @@ def _build(model: SegmentationModel, export_dir: Path, images: list[np.ndarray],
         float_graph = graphs.build_graph(model, quantized=False)
     with float_graph.graph.as_default(), graphs.session(float_graph.graph) as sess:
         graphs.assign_weights(sess, float_graph, model.weights)
-        ranges = None
+        ranges = tflite_ranges = None
         if images and model.quantization == "kit":
-            ranges = graphs.calibrate(sess, float_graph, images, progress)
+            ranges = tflite_ranges = graphs.calibrate(sess, float_graph, images, progress)
+        elif tflite and model.quantization == "kit":
+            frames, _ = _check_frames(model, [])
+            tflite_ranges = graphs.calibrate(sess, float_graph, frames, progress)
         with progress.step("writing variables and the serve meta-graph"):
             builder.add_meta_graph_and_variables(
                 sess, [TAG_FLOAT], signature_def_map=float_graph.signatures,
@@ -147,12 +203,13 @@ def _build(model: SegmentationModel, export_dir: Path, images: list[np.ndarray],
                                clear_devices=True, strip_default_attrs=True)
     builder.save()
     graphs.strip_devices(export_dir / "saved_model.pb")
-    return _model_card(model, len(images), bool(ranges))
+    return _model_card(model, len(images), bool(ranges)), tflite_ranges
 
 
-def _verify(export_dir: Path, model: SegmentationModel,
-            images: list[np.ndarray]) -> float | None:
-    """Load each tag back, run every signature once; agreement on calibration images."""
+def _verify(export_dir: Path, model: SegmentationModel, images: list[np.ndarray],
+            frames: list[np.ndarray]) -> tuple[float | None, list[np.ndarray]]:
+    """Load each tag back, run every signature once; agreement on calibration images;
+    serve_quantized's maps of ``frames`` (model.tflite is checked against them)."""
     from exporters import graphs
 
     probe = graphs.probe_inputs(model)
@@ -167,13 +224,13 @@ def _verify(export_dir: Path, model: SegmentationModel,
                         f"export check failed: {tag}/{signature} returned a map of shape "
                         f"{result.shape}, expected spatial size {expected}")
             maps[tag] = [runner("serving_default", {"images": image[None]})[0]
-                         for image in images]
+                         for image in (images if tag == TAG_FLOAT else frames)]
     if not images:
-        return None
+        return None, maps[TAG_QUANTIZED]
     agree = sum(int((a == b).sum()) for a, b in zip(maps[TAG_FLOAT], maps[TAG_QUANTIZED],
                                                      strict=True))
     total = sum(a.size for a in maps[TAG_FLOAT])
-    return agree / total
+    return agree / total, maps[TAG_QUANTIZED]
 
 
 def _model_card(model: SegmentationModel, calibration_images: int,

@@ -32,6 +32,11 @@ def test_json_facts(base, capsys):
     assert facts["assets_extra"]["tf_serving_warmup_requests"]["records"] == 2
     assert facts["assets_extra"]["labels.txt"]["classes"] == 4
     assert facts["model_card"]["name"] == "tiny"
+    tflite = facts["tflite"]
+    assert tflite["bytes"] == (base / "1" / "model.tflite").stat().st_size > 0
+    assert tflite["signatures"]["serving_default"] == {
+        "inputs": {"images": {"dtype": "uint8", "shape": [1, -1, -1, 3]}},
+        "outputs": {"segmentation_map": {"dtype": "uint8", "shape": [1, -1, -1]}}}
 
 
 def test_text_output_and_base_path_resolves_to_latest(base, capsys):
@@ -41,6 +46,15 @@ def test_text_output_and_base_path_resolves_to_latest(base, capsys):
     assert "tag-set: 'serve'" in out and "tag-set: 'serve_quantized'" in out
     assert "device placements: none" in out
     assert "input  images: float [1, -1, -1, 3]" in out
+    assert "model.tflite: " in out and "signature 'serving_default' (LiteRT):" in out
+    assert "input  images: uint8 [1, -1, -1, 3]" in out
+
+
+def test_a_version_without_model_tflite_says_so(tmp_path, capsys):
+    export(tiny_model(seed=3), tmp_path / "m", tflite=False)
+    assert describe(tmp_path / "m" / "1")["tflite"] is None
+    assert cli.main(["inspect", str(tmp_path / "m")]) == 0
+    assert "model.tflite: none" in capsys.readouterr().out
 
 
 def test_devices_are_reported_when_present(base, tmp_path):

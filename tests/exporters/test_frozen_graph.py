@@ -41,6 +41,38 @@ def frozen_pb(keras_model, tmp_path_factory) -> Path:
     return freeze_deeplab(keras_model, tmp_path_factory.mktemp("frozen") / "deeplab.pb")
 
 
+def test_model_tflite_has_int8_weights_and_the_signature(frozen_export):
+    """A frozen graph marks no activations: model.tflite has int8 weights and float
+    activations, as serve_quantized, and says so; it runs any frame size."""
+    import json
+
+    from exporters import tflite_export
+
+    card = json.loads((frozen_export / "assets.extra" / "model_card.json").read_text())
+    assert card["tflite"]["activation_ranges"].startswith("none: the source marks no")
+    data = (frozen_export / "model.tflite").read_bytes()
+    segment = tflite_export.runner(data, reference=True)
+    frame = synthetic_image(SIZE + 10, SIZE - 20, seed=3)
+    got = segment(frame)
+    assert got.shape == frame.shape[:2] and got.dtype == np.uint8
+    with graphs.loaded(frozen_export, "serve") as run:
+        float_map = run("serving_default", {"images": frame[None]})[0]
+    assert np.mean(got == float_map) > 0.3  # far above chance (1/21): the same network
+    # Filters are int8 in every subgraph (a batch-of-one graph runs in a WHILE body),
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from exporters.tflite_splice import load
+
+    model = load(data)
+    filters = [sub.tensors[op.inputs[1]].type for sub in model.subgraphs
+               for op in sub.operators or []
+               if max(model.operatorCodes[op.opcodeIndex].builtinCode,
+                      model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)
+               == schema.BuiltinOperator.CONV_2D]
+    # The converter leaves filters under 1024 values float (here 2 of 38).
+    assert filters.count(schema.TensorType.INT8) >= 0.9 * len(filters) > 0
+
+
 @pytest.fixture(scope="module")
 def frozen_export(frozen_pb, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("frozen_export") / "deeplab"

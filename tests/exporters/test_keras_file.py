@@ -32,6 +32,11 @@ def test_keras_file_round_trips(keras_path, keras_model, tmp_path):
         got = run("serving_default", {"images": frames})
     assert np.mean(got == expected) >= 0.999
     assert len(np.unique(expected)) > 3
+    # The same writer: model.tflite too, with the SavedModel's signature.
+    from exporters import tflite_export
+
+    segment = tflite_export.runner((base / "1" / "model.tflite").read_bytes())
+    assert segment(frames[0, :40]).shape == (40, SIZE)
 
 
 def test_h5_file_loads_with_its_preprocessing_options(keras_model, tmp_path):

@@ -152,6 +152,46 @@ def test_bird_and_dog_match_their_ground_truth(coral_export, photos, shared_mode
     assert iou(dog == DOG, dog_truth == 0) >= 0.8  # Oxford-IIIT trimap, minus 1: 0 = pet
 
 
+# -- model.tflite of the Coral export: the source's int8 operators, spliced -----------------
+ALL_PHOTOS = (*PHOTOS, "coffee.png")
+
+
+def test_model_tflite_agrees_with_serve_quantized_on_every_photo(coral_export, shared_models):
+    """The issue's target (>= 99% of pixels of each photo) against TFLite's builtin int8
+    kernels; the splice reuses the very kernels serve_quantized reproduces, and the
+    letterbox is TF's bilinear to the bit, so every pixel agrees."""
+    from exporters import tflite_export
+
+    photos = {n: read_rgb(shared_models / "images" / n) for n in ALL_PHOTOS}
+    expected = run_tag(coral_export, "serve_quantized", photos)
+    data = (coral_export / "model.tflite").read_bytes()
+    segment = tflite_export.runner(data, reference=True)
+    agreement = {}
+    for name, photo in photos.items():
+        got = segment(photo)  # the original photo, of its own size
+        assert got.shape == photo.shape[:2] and got.dtype == np.uint8
+        agreement[name] = float(np.mean(got == expected[name]))
+    assert min(agreement.values()) >= 0.99, agreement
+    assert np.mean(expected["chelsea.png"] == 8) > 0.6  # a real segmentation, not a blank
+
+
+def test_model_tflite_of_the_coral_export_is_described(coral_export):
+    import json
+
+    from edgeseg.inspect import describe
+
+    facts = describe(coral_export)["tflite"]
+    assert facts["bytes"] == (coral_export / "model.tflite").stat().st_size
+    assert facts["signatures"]["serving_default"] == {
+        "inputs": {"images": {"dtype": "uint8", "shape": [1, -1, -1, 3]}},
+        "outputs": {"segmentation_map": {"dtype": "uint8", "shape": [1, -1, -1]}}}
+    card = json.loads((coral_export / "assets.extra" / "model_card.json").read_text())
+    assert card["tflite"]["activation_ranges"] == \
+        "the source flatbuffer's own quantization parameters"
+    assert card["tflite"]["agreement_with_serve_quantized"] == 1.0
+    assert "synthetic frames" in card["tflite"]["agreement_measured_on"]
+
+
 def test_depth_multiplier_half_imports_and_runs(shared_models, photos, tmp_path):
     model_path = shared_models / CORAL_DM05
     export_dir = export_file(model_path, tmp_path / "dm05")
