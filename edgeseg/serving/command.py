@@ -180,7 +180,8 @@ def _build_core(flags: ServerFlags, batching: BatchingOptions | None):  # noqa: 
                          prefer_tflite=flags.prefer_tflite_model,
                          tflite=TfLiteOptions(flags.num_tflite_pools,
                                               flags.num_tflite_interpreters_per_pool,
-                                              flags.tflite_num_threads)))
+                                              flags.tflite_num_threads,
+                                              flags.tflite_reference_kernels)))
     SERVING.watch_versions(lambda: _version_states(core))
     if batching is not None:
         SERVING.watch_batch_queues(

@@ -110,6 +110,10 @@ class ServerFlags:
     tflite_num_threads: int = _flag(
         0, "(edgeseg) LiteRT/XNNPACK threads per interpreter; 0 = the CPUs divided among "
         "all interpreters (at least 1)")
+    tflite_reference_kernels: bool = _flag(
+        False, "(edgeseg) run model.tflite on TFLite's builtin int8 kernels instead of "
+        "XNNPACK: bit-exact with serve_quantized's integer arithmetic, about 2x slower "
+        "(XNNPACK rounds differently: 95-99% of pixels agree)")
     shutdown_grace_seconds: float = _flag(
         10.0, "(edgeseg) on SIGTERM, how long in-flight requests may take to finish")
     validate_config: bool = _flag(

@@ -13,8 +13,9 @@ The loaded :class:`TfLiteModel` offers what requests use of a SavedModel: ``sign
 run takes one interpreter from the version's pools (tflite_pool.py), feeds it (an input whose
 shape changed is resized and the tensors re-allocated, TF Serving's ResizeInputTensor;
 otherwise nothing is allocated per request), invokes and copies the outputs out. LiteRT's
-XNNPACK delegate stays on. The runtime is ``ai_edge_litert``, never ``tf.lite``: this module
-imports no TensorFlow.
+XNNPACK delegate stays on unless ``reference_kernels`` asks for TFLite's builtin int8
+kernels (bit-exact with serve_quantized, slower). The runtime is ``ai_edge_litert``, never
+``tf.lite``: this module imports no TensorFlow.
 
 Load errors: no file is NOT_FOUND; an empty, truncated or corrupt file DATA_LOSS; an op the
 LiteRT runtime lacks UNIMPLEMENTED naming the op. Run errors keep TF Serving's shape: an
@@ -72,6 +73,7 @@ class TfLiteOptions:
     pools: int = 1
     per_pool: int = 1
     num_threads: int = 0  # 0: the CPUs shared out among the interpreters, at least 1
+    reference_kernels: bool = False  # TFLite's builtin int8 kernels, not XNNPACK
 
     @property
     def threads(self) -> int:
@@ -221,28 +223,36 @@ class TfLiteLoader:
         self.check()
         data = self.file.read_bytes()
         integrity.check_tflite(self.file, data)
-        make = functools.partial(build_interpreter, data, self.options.threads, self.file)
+        make = functools.partial(build_interpreter, data, self.options.threads, self.file,
+                                 self.options.reference_kernels)
         first = make()
         try:
             signatures = read_signatures(first, data)
         except EdgesegError as exc:
             raise type(exc)(f"{self.file}: {exc.message}", exc.status) from None
         subgraphs = [s.subgraph for s in signatures.values()]
-        log.info("%s: LiteRT, %d pool(s) of %d interpreter(s), %d thread(s) each, XNNPACK on; "
+        log.info("%s: LiteRT, %d pool(s) of %d interpreter(s), %d thread(s) each, %s; "
                  "signatures %s", self.file, self.options.pools, self.options.per_pool,
-                 self.options.threads, sorted(signatures))
+                 self.options.threads,
+                 "reference kernels" if self.options.reference_kernels else "XNNPACK on",
+                 sorted(signatures))
         pools = InterpreterPools(lambda: _Slot(make, subgraphs), self.options.pools,
                                  self.options.per_pool, first=_Slot(make, subgraphs, first))
         return prepare(TfLiteModel(self.path, signatures, pools), self.path, self.warmup,
                        self.batching)
 
 
-def build_interpreter(data: bytes, threads: int, file: Path) -> Any:
-    """A LiteRT interpreter (builtin ops, XNNPACK on) with its tensors allocated."""
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+def build_interpreter(data: bytes, threads: int, file: Path, reference: bool = False) -> Any:
+    """A LiteRT interpreter with its tensors allocated: builtin ops with XNNPACK, or with
+    ``reference`` TFLite's builtin kernels alone (the int8 reference serve_quantized
+    reproduces bit for bit)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
 
+    resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if reference
+                else OpResolverType.AUTO)
     try:
-        interpreter = Interpreter(model_content=data, num_threads=threads)
+        interpreter = Interpreter(model_content=data, num_threads=threads,
+                                  experimental_op_resolver_type=resolver)
         interpreter.allocate_tensors()
     except Exception as exc:
         raise load_error(file, exc) from None
