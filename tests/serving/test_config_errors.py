@@ -12,7 +12,7 @@ import pytest
 from edgeseg.errors import InvalidArgument
 from edgeseg.serving.batching import parse_batching_parameters
 from edgeseg.serving.config import load_model_config_file, parse_model_config
-from edgeseg.serving.metrics import parse_monitoring_config
+from edgeseg.serving.monitoring import parse_monitoring_config
 
 from .conftest import run_serve, tfs_data
 
