@@ -185,7 +185,7 @@ class GstCapture:
         if channels is None:
             raise SourceUnavailable(f"appsink delivers {fmt}; end the pipeline with "
                                     f"`videoconvert ! video/x-raw,format=BGR ! appsink`")
-        data = sample.get_buffer().extract_dup(0, sample.get_buffer().get_size())
+        data: bytes = sample.get_buffer().extract_dup(0, sample.get_buffer().get_size())
         rows = np.frombuffer(data, np.uint8).reshape(height, -1)  # rows may be padded
         image = rows[:, :width * channels].reshape(height, width, channels)
         if fmt == "BGR":
