@@ -86,6 +86,7 @@ venv-gi: $(STAMP) system-deps
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 pytest: $(STAMP) $(LIGHT_STAMP) system-deps venv-gi
 	$(BIN)/python -m pytest

@@ -79,7 +79,7 @@ def write_clip(path: Path, photos: Sequence[np.ndarray], count: int = 180, fps: 
         photos = [synthetic_image(720, 960, seed=s)[:, :, ::-1] for s in range(4)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".partial" + path.suffix)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps,
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"MJPG"), fps,
                              (size[1], size[0]))
     try:
         for frame in frames(photos, count, size):

@@ -32,7 +32,10 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -86,7 +89,8 @@ class Metric:
         self.collect = collect
         self._lock = threading.Lock()
         self._series: dict[tuple[str, ...], Any] = {}
-        self._children: dict[tuple[str, ...], Any] = {}  # views from labels(), shared
+        # views from labels(), shared; keyed by the values as given and as strings
+        self._children: dict[tuple[object, ...], Self] = {}
         self._key: tuple[str, ...] | None = None if self.label_names else ()
         if self._key is not None and collect is None:
             self._series[()] = self._new()
@@ -94,7 +98,7 @@ class Metric:
     def _new(self) -> Any:
         return 0.0
 
-    def labels(self: _M, *values: object) -> _M:
+    def labels(self, *values: object) -> Self:
         """This family bound to one series (shares its lock and values); the series is on
         the page from now on, at zero until recorded. Views are cached: a dict look-up."""
         child = self._children.get(values)  # label values are strings on the hot paths

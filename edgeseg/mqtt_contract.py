@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
+from typing import Any
 
 import cv2
 import numpy as np
@@ -152,14 +153,14 @@ def decode_mask(payload: bytes) -> np.ndarray:
     return image
 
 
-def class_fractions(class_map: np.ndarray, names: Sequence[str]) -> list[dict]:
+def class_fractions(class_map: np.ndarray, names: Sequence[str]) -> list[dict[str, Any]]:
     """[{id, name, fraction}] for each class present, by id (fractions sum to 1)."""
     counts = np.bincount(class_map.ravel(), minlength=256)
     total = float(class_map.size)
     return [
-        {"id": int(i), "name": names[i] if i < len(names) else f"class_{i}",
+        {"id": i, "name": names[i] if i < len(names) else f"class_{i}",
          "fraction": round(float(counts[i]) / total, 6)}
-        for i in np.flatnonzero(counts)
+        for i in map(int, np.flatnonzero(counts))
     ]
 
 
@@ -169,14 +170,16 @@ META_SCHEMA_ID = "edgeseg.meta/1"
 LATENCY_STAGES = ("queue", "inference", "postprocess", "total")
 
 
-def meta_schema() -> dict:
+def meta_schema() -> dict[str, Any]:
     text = resources.files("edgeseg.agent").joinpath("meta.schema.json").read_text("utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def build_meta(*, device_id: str, camera: str, frame_id: int, capture_time: float,
                publish_time: float, class_map: np.ndarray, model: str, version: int | None,
-               signature: str, latency_s: Mapping[str, float], classes: list[dict]) -> dict:
+               signature: str, latency_s: Mapping[str, float], classes: list[dict[str, Any]]
+               ) -> dict[str, Any]:
     """The ``<prefix>/meta`` object of one mask (``latency_s``: seconds by stage;
     ``classes``: :func:`class_fractions` of the map)."""
     return {
@@ -194,12 +197,12 @@ def build_meta(*, device_id: str, camera: str, frame_id: int, capture_time: floa
     }
 
 
-def encode_meta(meta: Mapping) -> bytes:
+def encode_meta(meta: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON, as published."""
     return json.dumps(meta, separators=(",", ":")).encode()
 
 
-def decode_meta(payload: bytes) -> dict:
+def decode_meta(payload: bytes) -> dict[str, Any]:
     """The ``<prefix>/meta`` JSON object, checked against the schema."""
     try:
         meta = json.loads(payload)
@@ -209,7 +212,8 @@ def decode_meta(payload: bytes) -> dict:
     problems = schema_errors(meta, meta_schema())
     if problems:
         raise InvalidArgument(f"meta breaks the schema {META_SCHEMA_ID}: " + "; ".join(problems))
-    return meta
+    checked: dict[str, Any] = meta  # the schema's top level is an object
+    return checked
 
 
 # -- user properties (MQTT 5) on mask and meta --

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping
 
 log = logging.getLogger("edgeseg.sdnotify")
 
 
-def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
+def sd_notify(message: str, env: Mapping[str, str] | None = None) -> bool:
     env = os.environ if env is None else env
     address = env.get("NOTIFY_SOCKET")
     if not address:

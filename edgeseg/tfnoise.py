@@ -28,6 +28,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 
 CUDA_NOISE = (
     r"cuInit",
@@ -75,7 +76,7 @@ def noise_pattern(min_log_level: int, gpu_driver: bool) -> str | None:
     return "|".join(f"(?:{p})" for p in parts) or None
 
 
-def quiet_native_stderr(environ: dict[str, str] | None = None) -> bool:
+def quiet_native_stderr(environ: Mapping[str, str] | None = None) -> bool:
     """Filter fd 2 as the module says; False (nothing changed) when there is nothing to drop
     or stderr is not a real file descriptor."""
     environ = os.environ if environ is None else environ

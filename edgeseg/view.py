@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
 
 from edgeseg import mqtt_contract as contract
 from edgeseg.errors import EdgesegError
@@ -87,9 +88,17 @@ def main(argv: list[str]) -> int:
     names = read_labels(args.labels) if args.labels else list(VOC_CLASSES)
     hub = PreviewHub(names, voc_palette(max(len(names), 1)), max_fps=args.max_fps)
     viewer = MaskViewer(hub, args.topic_prefix)
-    client.on_connect = lambda c, *_: [c.subscribe(t, qos=0) for t in viewer.topics()]
-    client.on_message = lambda _c, _u, m: viewer.on_message(
-        m.topic, m.payload, user_property(m, "frame_id"))
+
+    def on_connect(c: mqtt.Client, *_: Any) -> None:
+        for topic in viewer.topics():
+            c.subscribe(topic, qos=0)
+
+    def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+        # paho hands bytes (bytes() of bytes is the same object: no copy)
+        viewer.on_message(m.topic, bytes(m.payload), user_property(m, "frame_id"))
+
+    client.on_connect = on_connect
+    client.on_message = on_message
     broker.connect(client, cfg)  # a refused login or TLS failure: one line, exit 1
     server = PreviewServer(hub, args.preview_host, args.preview_port,
                            title=args.topic_prefix).start()

@@ -210,8 +210,9 @@ def _input_size(image: Any, given: tuple[int, int] | None, name: str) -> tuple[i
         raise InvalidArgument(f"input {name} has shape {shape}; expected an RGB image batch "
                               "[N, H, W, 3]")
     static = shape.as_list()[1:3] if shape.rank == 4 else [None, None]
-    if None not in static:
-        return int(static[0]), int(static[1])
+    height, width = static
+    if height is not None and width is not None:
+        return int(height), int(width)
     if given is None:
         raise InvalidArgument(f"input {name} has no fixed size ({shape}); pass --input-size")
     return int(given[0]), int(given[1])

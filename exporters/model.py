@@ -27,6 +27,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+OutputKind = Literal["logits", "probabilities", "class_ids"]  # what forward() returns
+
 
 class GraphContext(Protocol):
     """What ``forward`` may use while the writer builds one meta-graph."""
@@ -63,7 +65,7 @@ class SegmentationModel:
     weights: dict[str, np.ndarray]
     forward: Callable[[Any, GraphContext], Any]
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    output: Literal["logits", "probabilities", "class_ids"] = "logits"
+    output: OutputKind = "logits"
     quantization: Literal["kit", "own"] = "kit"
     source: dict[str, Any] = field(default_factory=dict)
     # A TFLite source's file: model.tflite reuses its int8 operators verbatim.

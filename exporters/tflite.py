@@ -30,7 +30,7 @@ import numpy as np
 
 from edgeseg.errors import DataLoss, InvalidArgument, NotFound
 from edgeseg.progress import Progress
-from exporters.model import Preprocessing, SegmentationModel
+from exporters.model import OutputKind, Preprocessing, SegmentationModel
 
 FILE_IDENTIFIER = b"TFL3"
 
@@ -344,7 +344,7 @@ def _input_tensor(fb: Flatbuffer) -> Tensor:
     return image
 
 
-def _output_kind(fb: Flatbuffer) -> tuple[Tensor, str, int]:
+def _output_kind(fb: Flatbuffer) -> tuple[Tensor, OutputKind, int]:
     """The first output: class ids (an ARG_MAX) or per-pixel scores [1, h, w, C]."""
     output = fb.tensors[fb.outputs[0]]
     producer = fb.producer(output.index)

@@ -27,9 +27,13 @@ import os
 import ssl
 import threading
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeseg.agent.config import MqttConfig, TlsConfig
 from edgeseg.errors import InvalidArgument, PermissionDenied, Unavailable
@@ -49,7 +53,7 @@ _HINTS = {
 }
 
 
-def read_password(cfg: MqttConfig, env: dict[str, str] | None = None) -> str | None:
+def read_password(cfg: MqttConfig, env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     if cfg.password_env:
         if cfg.password_env not in env:
@@ -69,7 +73,7 @@ def read_password(cfg: MqttConfig, env: dict[str, str] | None = None) -> str | N
 
 
 def make_client(cfg: MqttConfig, client_id: str | None = None, password: str | None = None,
-                protocol: int = mqtt.MQTTv5) -> mqtt.Client:
+                protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                          client_id=client_id or f"edgeseg-{uuid.uuid4().hex[:12]}",
                          protocol=protocol)
@@ -89,7 +93,7 @@ def make_client(cfg: MqttConfig, client_id: str | None = None, password: str | N
     return client
 
 
-def refusal(address: str, reason_code) -> str:
+def refusal(address: str, reason_code: ReasonCode) -> str:
     """One line for a CONNACK that refused the connection."""
     text = str(reason_code)
     hint = _HINTS.get(text)
@@ -118,10 +122,12 @@ def split_address(address: str) -> tuple[str, int]:
 def connect(client: mqtt.Client, cfg: MqttConfig, timeout: float = 10.0) -> None:
     """Connect, start paho's loop, and wait for the CONNACK; raise with one line if refused."""
     answered = threading.Event()
-    result: dict = {}
-    user_on_connect = client.on_connect
+    result: dict[str, ReasonCode] = {}
+    # a VERSION2 client's on_connect: (client, userdata, flags, reason code, properties)
+    user_on_connect: Callable[..., None] | None = client.on_connect
 
-    def on_connect(c, userdata, flags, reason_code, properties):
+    def on_connect(c: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                   reason_code: ReasonCode, properties: Properties | None) -> None:
         if not answered.is_set():
             result["rc"] = reason_code
             answered.set()
@@ -179,7 +185,7 @@ def config_from_args(args: argparse.Namespace) -> MqttConfig:
         raise InvalidArgument(f"broker options: {problems or exc}") from None
 
 
-def client_for_args(args: argparse.Namespace, env: dict[str, str] | None = None
+def client_for_args(args: argparse.Namespace, env: Mapping[str, str] | None = None
                     ) -> tuple[mqtt.Client, MqttConfig]:
     """A subscriber's client from :func:`add_arguments`'s flags (not connected)."""
     cfg = config_from_args(args)

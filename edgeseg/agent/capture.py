@@ -33,14 +33,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
 from edgeseg.agent.backoff import Backoff
 from edgeseg.agent.config import SourceConfig
+from edgeseg.agent.metrics import AgentMetrics
 from edgeseg.agent.queues import Closed, DropOldestQueue
 from edgeseg.agent.sources import (  # noqa: F401 - parse_source re-exported
+    FrameSource,
     SourceSpec,
     SourceUnavailable,
     check_source,
@@ -64,7 +67,10 @@ class Frame:
     image: np.ndarray
     captured_at: float  # wall clock, Unix seconds
     captured_mono: float  # time.monotonic(), for latencies
-    timings: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+
+_T = TypeVar("_T")
 
 
 class _Reader:
@@ -110,7 +116,7 @@ class _Reader:
             self.busy_since = None
             self.done.set()
 
-    def call(self, fn, *args):
+    def call(self, fn: Callable[..., _T], *args: object) -> _T:
         """A blocking capture call, timed for the supervisor's stall check."""
         self.busy_since = time.monotonic()
         try:
@@ -121,7 +127,8 @@ class _Reader:
 
 class Capture:
     def __init__(self, cfg: SourceConfig, out: DropOldestQueue[Frame], stop: threading.Event,
-                 metrics=None, on_state: Callable[[bool], None] | None = None,
+                 metrics: AgentMetrics | None = None,
+                 on_state: Callable[[bool], None] | None = None,
                  on_frame: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
         self.spec = parse_source(cfg.uri)
@@ -147,7 +154,7 @@ class Capture:
         self._up: bool | None = None
         self._grabs: collections.deque[float] = collections.deque(maxlen=30)
         self._native_fps: float | None = None
-        self._outage: dict | None = None
+        self._outage: dict[str, Any] | None = None  # since, attempts, rate, was_up, last
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
     def start(self) -> None:
@@ -266,7 +273,7 @@ class Capture:
 
     # -- the reader's loop (runs on the reader thread) --
 
-    def _interval(self, cap) -> tuple[float, float]:
+    def _interval(self, cap: FrameSource) -> tuple[float, float]:
         """(seconds between frames read, seconds between frames handed on)."""
         handed = 1.0 / self.max_fps if self.max_fps else 0.0
         if self.spec.live:
@@ -276,7 +283,7 @@ class Capture:
         native = cap.get(cv2.CAP_PROP_FPS)
         return 1.0 / (native if 0 < native < 1000 else _DEFAULT_FILE_FPS), handed
 
-    def _read_until_lost(self, cap, reader: _Reader) -> None:
+    def _read_until_lost(self, cap: FrameSource, reader: _Reader) -> None:
         read_every, hand_every = self._interval(cap)
         next_read = next_hand = time.monotonic()
         while not self.stop.is_set() and not reader.cancelled.is_set():

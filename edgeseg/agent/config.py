@@ -52,7 +52,7 @@ class TlsConfig(_Strict):
                                     "against, when it differs from the host in the address.")
 
     @model_validator(mode="after")
-    def _cert_with_key(self):
+    def _cert_with_key(self) -> TlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file must be given together")
         return self
@@ -81,7 +81,7 @@ class SourceConfig(_Strict):
                                  "cameras), so a low cap costs little.")
 
     @model_validator(mode="after")
-    def _check(self):
+    def _check(self) -> SourceConfig:
         if self.backoff_initial_s > self.backoff_max_s:
             raise ValueError("backoff_initial_s must not exceed backoff_max_s")
         if self.fps is not None and (self.pace is not None or self.max_fps is not None):
@@ -90,7 +90,7 @@ class SourceConfig(_Strict):
 
     @field_validator("uri", mode="before")
     @classmethod
-    def _index_as_text(cls, value):
+    def _index_as_text(cls, value: object) -> object:
         # YAML reads `uri: 0` as an int; a device index is still a source
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
@@ -117,7 +117,7 @@ class ServerConfig(_Strict):
     tls: TlsConfig | None = None
 
     @model_validator(mode="after")
-    def _check(self):
+    def _check(self) -> ServerConfig:
         _address(self.address, "server.address")
         if self.version is not None and self.version_label is not None:
             raise ValueError("give version or version_label, not both")
@@ -150,7 +150,7 @@ class MqttConfig(_Strict):
     reconnect_max_s: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
-    def _check(self):
+    def _check(self) -> MqttConfig:
         _address(self.address, "mqtt.address")
         if self.password_file is not None and self.password_env is not None:
             raise ValueError("give password_file or password_env, not both")
@@ -217,7 +217,7 @@ def substitute_env(value: Any, env: dict[str, str], path: str = "") -> Any:
     if not isinstance(value, str):
         return value
 
-    def repl(match: re.Match) -> str:
+    def repl(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in env:
             return env[name]
@@ -228,7 +228,7 @@ def substitute_env(value: Any, env: dict[str, str], path: str = "") -> Any:
     return _ENV_REF.sub(repl, value)
 
 
-def apply_overrides(tree: dict, overrides: dict[str, Any]) -> dict:
+def apply_overrides(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``tree`` with each dotted key set (None values are skipped)."""
     out = _deep_copy(tree)
     for dotted, value in overrides.items():
@@ -244,7 +244,7 @@ def apply_overrides(tree: dict, overrides: dict[str, Any]) -> dict:
     return out
 
 
-def _deep_copy(tree: dict) -> dict:
+def _deep_copy(tree: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in tree.items()}
 
 
@@ -259,10 +259,10 @@ def describe(error: ValidationError, origin: str) -> str:
     return f"{origin}: " + "; ".join(lines)
 
 
-def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
+def load(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None,
          env: dict[str, str] | None = None) -> AgentConfig:
     env = dict(os.environ) if env is None else env
-    tree: dict = {}
+    tree: dict[str, Any] = {}
     origin = "command line"
     if path is not None:
         origin = f"config {path}"

@@ -20,6 +20,7 @@ Contract:
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +46,8 @@ def opencv_has_gstreamer() -> bool:
 
 
 @functools.cache
-def _bindings():
-    """(Gst, None) or (None, why not)."""
+def _bindings() -> tuple[Any, str | None]:
+    """(Gst, None) or (None, why not). PyGObject has no types: Gst objects are Any."""
     try:
         import gi
 
@@ -59,7 +60,7 @@ def _bindings():
     return Gst, None
 
 
-def gst_module():
+def gst_module() -> Any:
     """GStreamer's Python module, or FailedPrecondition saying what to install."""
     gst, why = _bindings()
     if gst is None:
@@ -85,7 +86,7 @@ def check_pipeline(description: str, prefer_opencv: bool = True) -> str:
     return "pygobject"
 
 
-def _parse(gst, description: str):
+def _parse(gst: Any, description: str) -> Any:
     from gi.repository import GLib
 
     try:
@@ -102,7 +103,7 @@ def _parse(gst, description: str):
     return pipeline
 
 
-def _appsink(gst, pipeline):
+def _appsink(gst: Any, pipeline: Any) -> Any:
     if not isinstance(pipeline, gst.Bin):
         return pipeline if _factory(pipeline) == "appsink" else None
     it = pipeline.iterate_sinks()
@@ -114,7 +115,7 @@ def _appsink(gst, pipeline):
             return element
 
 
-def _factory(element) -> str | None:
+def _factory(element: Any) -> str | None:
     factory = element.get_factory()
     return factory.get_name() if factory else None
 
@@ -132,7 +133,7 @@ class GstCapture:
         if self.sink.get_property("caps") is None:  # BGR first: what cv2 uses
             self.sink.set_property("caps", gst.Caps.from_string(
                 "video/x-raw,format={BGR,BGRx,BGRA,RGB,RGBx,RGBA,GRAY8}"))
-        self._sample = None
+        self._sample: Any = None
         self.fps = 0.0
         self.last_error: str | None = None
         ret = self.pipeline.set_state(gst.State.PLAYING)
@@ -171,7 +172,7 @@ class GstCapture:
     def read(self) -> tuple[bool, np.ndarray | None]:
         return self.retrieve() if self.grab() else (False, None)
 
-    def _to_array(self, sample) -> np.ndarray:
+    def _to_array(self, sample: Any) -> np.ndarray:
         import cv2
 
         s = sample.get_caps().get_structure(0)
@@ -184,7 +185,7 @@ class GstCapture:
         if channels is None:
             raise SourceUnavailable(f"appsink delivers {fmt}; end the pipeline with "
                                     f"`videoconvert ! video/x-raw,format=BGR ! appsink`")
-        data = sample.get_buffer().extract_dup(0, sample.get_buffer().get_size())
+        data: bytes = sample.get_buffer().extract_dup(0, sample.get_buffer().get_size())
         rows = np.frombuffer(data, np.uint8).reshape(height, -1)  # rows may be padded
         image = rows[:, :width * channels].reshape(height, width, channels)
         if fmt == "BGR":

@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import grpc
@@ -36,9 +37,11 @@ import numpy as np
 from edgeseg.agent.backoff import Backoff
 from edgeseg.agent.capture import Frame
 from edgeseg.agent.config import ServerConfig, TlsConfig
+from edgeseg.agent.metrics import AgentMetrics
 from edgeseg.agent.queues import Closed, DropOldestQueue
 from edgeseg.errors import InvalidArgument
 from edgeseg.wire.apis import get_model_metadata_pb2, model_pb2, predict_pb2
+from edgeseg.wire.schema import Message
 from edgeseg.wire.services import GET_MODEL_METADATA_METHOD, PREDICT_METHOD
 from edgeseg.wire.tensors import decode, encode
 
@@ -57,7 +60,7 @@ class Result:
     version: int | None
 
 
-def model_spec(cfg: ServerConfig, signature: str | None = None):
+def model_spec(cfg: ServerConfig, signature: str | None = None) -> Message:
     spec = model_pb2.ModelSpec(name=cfg.model, signature_name=signature or cfg.signature)
     if cfg.version is not None:
         spec.version.value = cfg.version
@@ -66,7 +69,8 @@ def model_spec(cfg: ServerConfig, signature: str | None = None):
     return spec
 
 
-def build_request(image_bgr: np.ndarray, cfg: ServerConfig, input_size: tuple[int, int] | None):
+def build_request(image_bgr: np.ndarray, cfg: ServerConfig, input_size: tuple[int, int] | None
+                  ) -> Message:
     if input_size and tuple(input_size) != image_bgr.shape[:2]:
         h, w = input_size
         image_bgr = cv2.resize(image_bgr, (w, h), interpolation=cv2.INTER_AREA)
@@ -82,7 +86,7 @@ def build_request(image_bgr: np.ndarray, cfg: ServerConfig, input_size: tuple[in
     return request
 
 
-def read_response(response, frame_hw: tuple[int, int]) -> tuple[np.ndarray, int | None]:
+def read_response(response: Message, frame_hw: tuple[int, int]) -> tuple[np.ndarray, int | None]:
     """(class map uint8 at frame_hw, model version or None) from a PredictResponse."""
     outputs = response.outputs
     if OUTPUT_KEY in outputs:
@@ -108,7 +112,7 @@ def read_response(response, frame_hw: tuple[int, int]) -> tuple[np.ndarray, int 
     return class_map, version
 
 
-def input_size_from_metadata(response, signature: str) -> tuple[int, int] | None:
+def input_size_from_metadata(response: Message, signature: str) -> tuple[int, int] | None:
     """The signature's fixed [H, W] from a GetModelMetadataResponse, or None if dynamic."""
     meta = response.metadata.get("signature_def")
     if meta is None or not meta.type_url.endswith("tensorflow.serving.SignatureDefMap"):
@@ -128,7 +132,7 @@ _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                 grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
 
 
-def drop_reason(exc) -> str:
+def drop_reason(exc: BaseException) -> str:
     """The ledger's reason for a frame whose Predict call failed with ``exc``."""
     code = exc.code() if hasattr(exc, "code") else None
     return "server_unavailable" if code in _UNAVAILABLE else "inference_error"
@@ -136,7 +140,7 @@ def drop_reason(exc) -> str:
 
 def make_channel(cfg: ServerConfig) -> grpc.Channel:
     size = cfg.max_message_mb * 1024 * 1024
-    options = [
+    options: list[tuple[str, int | str]] = [
         ("grpc.max_send_message_length", size),
         ("grpc.max_receive_message_length", size),
         # gRPC's own reconnect backoff grows to 120 s by default: a restarted server would
@@ -153,7 +157,7 @@ def make_channel(cfg: ServerConfig) -> grpc.Channel:
 
 
 def _credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
-    def read(path):
+    def read(path: Path | None) -> bytes | None:
         return path.read_bytes() if path else None
 
     return grpc.ssl_channel_credentials(read(tls.ca_file), read(tls.key_file),
@@ -162,7 +166,8 @@ def _credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
 
 class InferenceLoop:
     def __init__(self, cfg: ServerConfig, frames: DropOldestQueue[Frame],
-                 results: DropOldestQueue[Result], metrics, channel: grpc.Channel | None = None):
+                 results: DropOldestQueue[Result], metrics: AgentMetrics,
+                 channel: grpc.Channel | None = None) -> None:
         self.cfg = cfg
         self.frames, self.results, self.metrics = frames, results, metrics
         self.channel = channel or make_channel(cfg)
@@ -264,7 +269,7 @@ class InferenceLoop:
         future = self._predict.future(request, timeout=self.cfg.deadline_s)
         future.add_done_callback(lambda f: self._done(frame, f, sent))
 
-    def _done(self, frame: Frame, future, sent: float) -> None:
+    def _done(self, frame: Frame, future: grpc.Future, sent: float) -> None:
         with self._lock:
             self._in_flight -= 1
             self.metrics.in_flight.set(self._in_flight)
@@ -283,7 +288,7 @@ class InferenceLoop:
         finally:
             self._slots.release()
 
-    def _decode(self, frame: Frame, response) -> Result | None:
+    def _decode(self, frame: Frame, response: Message) -> Result | None:
         """The reply as a class map at the frame's size; a reply that cannot be read drops
         its frame (``inference_error``). The time it takes counts as ``postprocess``."""
         started = time.monotonic()
@@ -296,7 +301,7 @@ class InferenceLoop:
         frame.timings["postprocess"] = time.monotonic() - started
         return Result(frame, class_map, version)
 
-    def _failed(self, exc) -> None:
+    def _failed(self, exc: BaseException) -> None:
         self.metrics.inference_errors.inc()
         with self._lock:
             wait = self._backoff.next_delay()

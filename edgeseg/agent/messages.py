@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from edgeseg.agent.publisher import Message
 
 class Encoded(NamedTuple):
     class_map: np.ndarray  # (H, W) uint8 at the frame's size
-    meta: dict  # the <prefix>/meta object
+    meta: dict[str, Any]  # the <prefix>/meta object
     messages: list[Message]  # mask then meta
 
 

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from edgeseg.agent.publisher import Message, Publisher, read_password
 from edgeseg.agent.queues import Closed, DropOldestQueue
 from edgeseg.agent.sources import redact
 from edgeseg.errors import EdgesegError, InvalidArgument
+
+# observer(frame, class_map, meta): see Pipeline.add_observer
+Observer = Callable[[Frame, np.ndarray, dict[str, Any]], None]
 
 log = logging.getLogger("edgeseg.agent")
 
@@ -75,7 +79,7 @@ class Pipeline:
         self.encoded = 0
         self.last_frame_id = -1
         self.failed = False
-        self._observers: list[Callable[[Frame, np.ndarray, dict], None]] = []
+        self._observers: list[Observer] = []
         self._encoder = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
         self.preview: PreviewTap | None = None
         if cfg.preview.port is not None:
@@ -141,7 +145,7 @@ class Pipeline:
                 log.info("agent: %d masks encoded (max_frames); stopping", self.encoded)
                 self.stop_event.set()
 
-    def add_observer(self, observer: Callable[[Frame, np.ndarray, dict], None]) -> None:
+    def add_observer(self, observer: Observer) -> None:
         """Call ``observer(frame, class_map, meta)`` for every mask handed to MQTT — the seam
         for a live preview. It runs on the encode thread: it must return at once (copy into
         its own drop-oldest slot and do the work elsewhere); an exception is logged."""

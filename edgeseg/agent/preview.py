@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class PreviewTap:
         self.server.start()
         log.info("agent: live preview on %s", self.server.url)
 
-    def __call__(self, frame: Frame, class_map: np.ndarray, meta: dict) -> None:
+    def __call__(self, frame: Frame, class_map: np.ndarray, meta: dict[str, Any]) -> None:
         self.hub.update(frame.image, class_map,
                         {"frame_id": frame.id, "latency_ms": meta.get("latency_ms", {}),
                          "model": meta.get("model")})
@@ -54,7 +55,7 @@ class FrameTap:
         self.last = 0.0
         self.published = 0
 
-    def __call__(self, frame: Frame, class_map: np.ndarray, meta: dict) -> None:
+    def __call__(self, frame: Frame, class_map: np.ndarray, meta: dict[str, Any]) -> None:
         now = time.monotonic()
         if now - self.last < self.period:
             return

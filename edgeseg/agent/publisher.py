@@ -39,15 +39,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeseg import mqtt_contract as contract
 from edgeseg.agent import broker
 from edgeseg.agent.broker import read_password  # noqa: F401 - the agent's import path
 from edgeseg.agent.config import MqttConfig
+from edgeseg.agent.metrics import AgentMetrics
 from edgeseg.agent.queues import Closed, DropOldestQueue
 
 log = logging.getLogger("edgeseg.agent.publisher")
@@ -88,7 +91,7 @@ class Outgoing:
 
 
 class Publisher:
-    def __init__(self, cfg: MqttConfig, prefix: str, client_id: str, metrics,
+    def __init__(self, cfg: MqttConfig, prefix: str, client_id: str, metrics: AgentMetrics,
                  password: str | None = None,
                  on_status: Callable[[str, str], None] | None = None) -> None:
         self.cfg, self.prefix, self.metrics = cfg, prefix, metrics
@@ -102,7 +105,7 @@ class Publisher:
         self.on_status = on_status or (lambda state, why: None)
         self._lock = threading.Lock()
         self._tracked: dict[int, tuple[Outgoing, Message]] = {}  # mid -> awaiting outcome
-        self._early: dict[int, object] = {}  # outcomes that beat publish() returning the mid
+        self._early: dict[int, ReasonCode] = {}  # outcomes that beat publish() returning the mid
         self._generation = 0  # connections lost so far
         self._refused_frames = 0  # frames refused in a row
         self._refusals_unlogged = 0
@@ -138,7 +141,8 @@ class Publisher:
 
     # -- paho's network thread --
 
-    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, _properties: Properties | None) -> None:
         if reason_code.is_failure:
             problem = broker.refusal(self.cfg.address, reason_code)
             level = logging.DEBUG if problem == self._login_problem else logging.ERROR
@@ -152,13 +156,15 @@ class Publisher:
         self._publish_status(client)
         self.connected.set()
 
-    def _on_connect_fail(self, _client, _userdata) -> None:
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
         problem = f"cannot reach the MQTT broker at {self.cfg.address}"
         level = logging.DEBUG if problem == self._login_problem else logging.WARNING
         log.log(level, "mqtt: %s; retrying", problem)
         self._login_problem = problem
 
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any,
+                       _flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
+                       _properties: Properties | None) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
         self.metrics.mqtt_connected.set(0)
@@ -177,7 +183,8 @@ class Publisher:
         else:  # the refused login was logged by _on_connect, with its cause
             log.debug("mqtt: connection closed before a session (%s)", reason_code)
 
-    def _on_publish(self, _client, _userdata, mid, reason_code, _properties) -> None:
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int,
+                    reason_code: ReasonCode, _properties: Properties) -> None:
         with self._lock:
             entry = self._tracked.pop(mid, None)
             if entry is None:
@@ -213,12 +220,12 @@ class Publisher:
         else:
             self._outcome(item, msg, reason_code=early)
 
-    def _outcome(self, item: Outgoing, msg: Message, reason_code=None,
+    def _outcome(self, item: Outgoing, msg: Message, reason_code: ReasonCode | None = None,
                  lost: str | None = None) -> None:
         refused = lost is None and reason_code is not None and reason_code.is_failure
         if lost is not None:
             self.metrics.publish_failures.labels(lost).inc()
-        elif refused:
+        elif refused and reason_code is not None:  # refused implies a reason code
             self.metrics.publish_failures.labels(str(reason_code)).inc()
             self._log_refusal(msg.topic, reason_code)
         with self._lock:  # outcomes of one frame's messages may come from two threads
@@ -253,7 +260,7 @@ class Publisher:
 
     # -- refusals and the degraded status --
 
-    def _log_refusal(self, topic: str, reason_code) -> None:
+    def _log_refusal(self, topic: str, reason_code: ReasonCode) -> None:
         now = time.monotonic()
         with self._lock:
             due = (self._refusal_logged_at is None
@@ -296,7 +303,8 @@ class Publisher:
     def state(self) -> str:
         if not self.available:
             return contract.Status.OFFLINE.value
-        return (contract.Status.DEGRADED if self.degraded else contract.Status.ONLINE).value
+        status = contract.Status.DEGRADED if self.degraded else contract.Status.ONLINE
+        return status.value
 
     def _status_changed(self, why: str) -> None:
         state = self.state()
@@ -305,7 +313,7 @@ class Publisher:
             self._publish_status(self._client)
         self.on_status(state, why)
 
-    def _publish_status(self, _client) -> None:
+    def _publish_status(self, _client: mqtt.Client) -> None:
         msg = Message(self.status_topic, contract.Status(self.state()).payload,
                       self.cfg.qos_status, True, contract.CONTENT_TYPES[contract.STATUS])
         self._send_message(Outgoing([msg], waiting=1), msg)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -24,7 +25,8 @@ class Closed(Exception):
 
 
 class DropOldestQueue(Generic[T]):
-    def __init__(self, maxsize: int, on_drop=None, on_put=None) -> None:
+    def __init__(self, maxsize: int, on_drop: Callable[[T], object] | None = None,
+                 on_put: Callable[[T], object] | None = None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self.maxsize = maxsize

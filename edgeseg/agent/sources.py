@@ -28,9 +28,11 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import cv2
+import numpy as np
 
 from edgeseg.agent import gst
 from edgeseg.agent.config import SourceConfig
@@ -167,7 +169,23 @@ def quiet_opencv(debug: bool) -> None:
         os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "24"  # asked for DEBUG: at least warnings
 
 
-def open_source(spec: SourceSpec, cfg: SourceConfig):
+class FrameSource(Protocol):
+    """What the capture uses of a ``cv2.VideoCapture`` (which :class:`gst.GstCapture` copies)."""
+
+    def isOpened(self) -> bool: ...  # cv2's spelling
+
+    def grab(self) -> bool: ...
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def get(self, prop: int, /) -> float: ...
+
+    def set(self, prop: int, value: float, /) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+def open_source(spec: SourceSpec, cfg: SourceConfig) -> FrameSource:
     """An opened capture, or SourceUnavailable saying why not."""
     if spec.kind == "gstreamer" and not gst.opencv_has_gstreamer():
         return gst.GstCapture(str(spec.target), cfg.open_timeout_s, cfg.read_timeout_s)

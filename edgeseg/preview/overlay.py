@@ -33,9 +33,9 @@ def legend(class_map: np.ndarray, names: Sequence[str],
     counts = np.bincount(class_map.ravel(), minlength=256)
     total = float(class_map.size) or 1.0
     rows = []
-    for i in np.flatnonzero(counts):
+    for i in map(int, np.flatnonzero(counts)):
         r, g, b = palette[i] if i < len(palette) else (128, 128, 128)
-        rows.append({"id": int(i), "name": names[i] if i < len(names) else f"class_{i}",
+        rows.append({"id": i, "name": names[i] if i < len(names) else f"class_{i}",
                      "share": counts[i] / total, "color": f"#{r:02x}{g:02x}{b:02x}"})
     rows.sort(key=lambda row: -row["share"])
     return rows

@@ -4,7 +4,8 @@ Where things are (one module per concept, each opening with its contract):
 
 - lifecycle: source.py (watches base paths) -> policy.py (which versions, in what order)
   -> manager.py (loads/unloads through loader.py, holds servable.py's states and handles)
-  -> server_core.py (the configured models, labels, request routing); warmup.py replays
+  -> server_core.py (the configured models, labels, request routing; core_protocol.py is
+  ``Core``, the part of it the API core, transports and health are typed against); warmup.py replays
   recorded requests inside a load; integrity.py refuses empty or truncated model files
   before a load
 - configuration: flags.py (command line), config.py (model_config_list text proto),

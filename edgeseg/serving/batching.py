@@ -31,6 +31,7 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError, Internal, InvalidArgument, ResourceExhausted
 from edgeseg.serving import textproto
+from edgeseg.wire.schema import MessageClass
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class BatchingModel:
         call.done.wait()
         if call.error is not None:
             raise call.error
+        assert call.result is not None  # set before done, when there is no error
         return call.result
 
     def _enqueue(self, key: tuple, fetches: tuple[str, ...], call: _Call) -> None:
@@ -231,7 +233,7 @@ def pad_to_largest(arrays: list[np.ndarray], name: str) -> list[np.ndarray]:
     return out
 
 
-def _parameters_class() -> type:
+def _parameters_class() -> MessageClass:
     def build(fdp: Any) -> None:
         msg = fdp.message_type.add(name="BatchingParameters")
         for number, name in enumerate(("max_batch_size", "batch_timeout_micros",

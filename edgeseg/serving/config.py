@@ -36,7 +36,7 @@ from edgeseg.errors import InvalidArgument
 from edgeseg.serving import textproto
 from edgeseg.serving.policy import PreservePolicy, VersionPolicy, VersionPolicyKind
 from edgeseg.wire.apis import model_server_config_pb2
-from edgeseg.wire.schema import POOL
+from edgeseg.wire.schema import POOL, Message, MessageClass
 
 _EXT_PACKAGE = textproto.PACKAGE
 _RETARGET = {
@@ -77,7 +77,7 @@ def parse_preserve(text: str) -> PreservePolicy:
         ) from None
 
 
-def _extended_config_class() -> type:
+def _extended_config_class() -> MessageClass:
     """ModelServerConfig whose ModelConfig also has saved_model_tags, aspired_version_policy."""
     pool = POOL  # edgeseg.wire's, where TF-free model_server_config.proto lives
     full = f"{_EXT_PACKAGE}.ModelServerConfig"
@@ -121,7 +121,7 @@ def parse_model_config(
 
 
 def models_from_proto(
-    config: model_server_config_pb2.ModelServerConfig,
+    config: Message,  # a tensorflow.serving.ModelServerConfig
     origin: str,
     default_tags: Sequence[str] = ("serve",),
     default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY,

@@ -16,6 +16,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from edgeseg.errors import InvalidArgument
 
@@ -139,7 +140,7 @@ def _convert(name: str, kind: type, raw: str):  # noqa: ANN202
 
 
 def parse_flags(argv: Sequence[str]) -> ServerFlags:
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # checked by _convert against each field's type
     args = list(argv)
     i = 0
     while i < len(args):

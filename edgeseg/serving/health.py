@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health, health_pb2
 
 from edgeseg.errors import NotFound
 from edgeseg.serving.servable import State
+
+if TYPE_CHECKING:
+    from edgeseg.serving.core_protocol import Core
 
 SERVER = ""  # the health service name of the whole server
 
@@ -31,7 +35,7 @@ def health_of(states: Mapping[str, Iterable[State]]) -> dict[str, bool]:
     return {SERVER: all(models.values()), **models}
 
 
-def configured_states(core) -> dict[str, list[State]]:  # noqa: ANN001 - ServerCore
+def configured_states(core: Core) -> dict[str, list[State]]:
     """The version states of every configured model (an empty list: none found yet)."""
     states: dict[str, list[State]] = {}
     for name in core.models:
@@ -42,7 +46,7 @@ def configured_states(core) -> dict[str, list[State]]:  # noqa: ANN001 - ServerC
     return states
 
 
-def readiness(core) -> tuple[bool, str]:  # noqa: ANN001
+def readiness(core: Core) -> tuple[bool, str]:
     """(ready?, why) for the REST readiness endpoint: the same verdict as service ""."""
     verdict = health_of(configured_states(core))
     waiting = sorted(name for name, ok in verdict.items() if name != SERVER and not ok)
@@ -52,7 +56,7 @@ def readiness(core) -> tuple[bool, str]:  # noqa: ANN001
 
 
 class HealthReporter:
-    def __init__(self, core, interval_s: float = 1.0) -> None:  # noqa: ANN001 - ServerCore
+    def __init__(self, core: Core, interval_s: float = 1.0) -> None:
         self.servicer = health.HealthServicer(experimental_non_blocking=True)
         self._core = core
         self._interval_s = interval_s

@@ -24,6 +24,7 @@ monitoring.py parses from ``--monitoring_config_file``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +66,7 @@ class ServingMetrics:
                 ("active_requests", "Requests running on a worker thread."),
                 ("queued_requests", "Requests admitted and waiting for a worker thread."))):
             registry.add(Gauge(_PREFIX + name, help_text, ("transport",),
-                               lambda index=index: self._transport_stats(index)))
+                               functools.partial(self._transport_stats, index)))
 
     def watch_transport(self, transport: str, stats: Stats) -> None:
         """``stats()`` -> (open connections or None when unknown, running, queued)."""

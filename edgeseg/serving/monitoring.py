@@ -13,11 +13,12 @@ from typing import Any
 
 from edgeseg.errors import InvalidArgument
 from edgeseg.serving import textproto
+from edgeseg.wire.schema import MessageClass
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
 
 
-def _monitoring_config_class() -> type:
+def _monitoring_config_class() -> MessageClass:
     def build(fdp: Any) -> None:
         prometheus = fdp.message_type.add(name="PrometheusConfig")
         prometheus.field.add(name="enable", number=1, type=8, label=1)

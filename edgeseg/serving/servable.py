@@ -18,9 +18,25 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgeseg.errors import EdgesegError, Internal
+
+
+class ServedModel(Protocol):
+    """What requests use of a loaded model (loader.LoadedModel, tflite_loader.TfLiteModel,
+    batching.BatchingModel); a model may also have ``close()``, called after unloading."""
+
+    @property
+    def signature_defs(self) -> Mapping[str, Any]:
+        """SignatureDef messages by key."""
+        ...
+
+    def run(self, feeds: Mapping[str, Any], fetches: Sequence[str],
+            timeout_ms: int = 0) -> list[Any]:
+        """Arrays of ``fetches`` in order, fed ``feeds`` (tensor name -> array)."""
+        ...
 
 
 class State(enum.IntEnum):
@@ -43,7 +59,7 @@ class Servable:
         self._cond = threading.Condition()
         self._state = State.START
         self._error: EdgesegError | None = None
-        self._model: Any = None
+        self._model: ServedModel | None = None  # set while AVAILABLE and UNLOADING
         self._in_flight = 0
         self.load_attempts = 0
         self.changed_at = time.monotonic()
@@ -82,7 +98,7 @@ class Servable:
         with self._cond:
             self._move(State.START, (State.LOADING,))
 
-    def finish_load(self, model: Any) -> None:
+    def finish_load(self, model: ServedModel) -> None:
         with self._cond:
             self._move(State.AVAILABLE, (State.LOADING,))
             self._model = model
@@ -102,7 +118,7 @@ class Servable:
         with self._cond:
             return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
 
-    def finish_unload(self) -> Any:
+    def finish_unload(self) -> ServedModel | None:
         """END; returns the model so the caller can free it outside the lock."""
         with self._cond:
             self._move(State.END, (State.UNLOADING,))
@@ -112,10 +128,11 @@ class Servable:
     def acquire(self) -> Handle | None:
         """A handle on the loaded model, or None unless AVAILABLE."""
         with self._cond:
-            if self._state is not State.AVAILABLE:
+            model = self._model
+            if self._state is not State.AVAILABLE or model is None:
                 return None
             self._in_flight += 1
-            return Handle(self, self._model)
+            return Handle(self, model)
 
     def _release(self) -> None:
         with self._cond:
@@ -126,7 +143,7 @@ class Servable:
 class Handle:
     """A counted reference to an AVAILABLE servable; use as a context manager."""
 
-    def __init__(self, servable: Servable, model: Any) -> None:
+    def __init__(self, servable: Servable, model: ServedModel) -> None:
         self.servable = servable
         self.model = model
         self._released = False
@@ -149,3 +166,13 @@ class Handle:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+if TYPE_CHECKING:  # mypy checks here that every loaded model is a ServedModel
+    from edgeseg.serving.batching import BatchingModel
+    from edgeseg.serving.loader import LoadedModel
+    from edgeseg.serving.tflite_loader import TfLiteModel
+
+    def _are_served_models(a: LoadedModel, b: TfLiteModel, c: BatchingModel
+                           ) -> list[ServedModel]:
+        return [a, b, c]

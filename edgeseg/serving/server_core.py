@@ -18,10 +18,11 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeseg.errors import FailedPrecondition, InvalidArgument
 from edgeseg.serving.config import ModelConfig
+from edgeseg.serving.core_protocol import ModelSpecLike
 from edgeseg.serving.loader import Loader
 from edgeseg.serving.manager import LoaderFactory, Manager, StreamOptions
 from edgeseg.serving.policy import PreservePolicy
@@ -98,7 +99,7 @@ class ServerCore:
         except Exception:  # NotFound: a model with no versions at all
             return False
 
-    def resolve_version(self, spec: Any) -> int | None:
+    def resolve_version(self, spec: ModelSpecLike) -> int | None:
         """The version a ModelSpec asks for: a number, a label's number, or None (latest)."""
         choice = spec.WhichOneof("version_choice")
         if choice == "version":
@@ -112,10 +113,17 @@ class ServerCore:
             return version
         return None
 
-    def handle(self, spec: Any) -> Handle:
+    def handle(self, spec: ModelSpecLike) -> Handle:
         if not spec.name:
             raise InvalidArgument("Missing ModelSpec name")
         return self.manager.handle(spec.name, self.resolve_version(spec))
 
     def version_states(self, name: str) -> list[Servable]:
         return self.manager.versions(name)
+
+
+if TYPE_CHECKING:  # mypy checks here that ServerCore is what its callers are typed against
+    from edgeseg.serving.core_protocol import Core
+
+    def _is_core(core: ServerCore) -> Core:
+        return core

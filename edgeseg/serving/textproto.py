@@ -24,6 +24,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 from edgeseg.errors import InvalidArgument
+from edgeseg.wire.schema import MessageClass
 
 PACKAGE = "edgeseg.serving"
 TF_SERVING_PACKAGE = "tensorflow.serving"
@@ -32,7 +33,7 @@ _POSITION = re.compile(r"^\d+:\d+ : ")  # how Python's ParseError prefixes line:
 
 def message_class(name: str, file_name: str,
                   build: Callable[[descriptor_pb2.FileDescriptorProto], None],
-                  dependencies: tuple[str, ...] = ()) -> type:
+                  dependencies: tuple[str, ...] = ()) -> MessageClass:
     """The class of message ``PACKAGE.name``; ``build`` adds its message types to the file."""
     pool = descriptor_pool.Default()
     full = f"{PACKAGE}.{name}"
@@ -47,7 +48,7 @@ def message_class(name: str, file_name: str,
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(full))
 
 
-def parse(cls: type, text: str, origin: str) -> Any:
+def parse(cls: MessageClass, text: str, origin: str) -> Any:
     """A ``cls`` filled from ``text``; InvalidArgument in TF Serving's words otherwise."""
     message = cls()
     try:
@@ -62,7 +63,7 @@ def official_names(text: str) -> str:
     return text.replace(f"{PACKAGE}.", f"{TF_SERVING_PACKAGE}.")
 
 
-def parse_error_message(cls: type, exc: text_format.ParseError, origin: str) -> str:
+def parse_error_message(cls: MessageClass, exc: text_format.ParseError, origin: str) -> str:
     position = f"{exc.GetLine()}:{exc.GetColumn()}: " if exc.GetLine() is not None else ""
     detail = _POSITION.sub("", str(exc), count=1)
     return (f"Error parsing text-format {official_names(cls.DESCRIPTOR.full_name)}: "

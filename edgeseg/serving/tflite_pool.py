@@ -56,7 +56,7 @@ class InterpreterPools:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise DeadlineExceeded(
-                        f"no free TFLite interpreter within {timeout_s * 1000:.0f} ms "
+                        f"no free TFLite interpreter within {(timeout_s or 0.0) * 1000:.0f} ms "
                         f"(all {self.size} busy; see --num_tflite_pools)")
                 self._cond.wait(left)
         try:

@@ -25,6 +25,7 @@ from typing import Any
 
 from edgeseg.errors import InvalidArgument
 from edgeseg.serving import textproto
+from edgeseg.wire.schema import MessageClass
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class TlsConfig:
     client_verify: bool = False
 
 
-def _ssl_config_class() -> type:
+def _ssl_config_class() -> MessageClass:
     def build(fdp: Any) -> None:
         msg = fdp.message_type.add(name="SSLConfig")
         for number, name in enumerate(("server_key", "server_cert", "custom_ca"), start=1):

@@ -11,6 +11,8 @@ whole ``config.proto``; TF Serving does not replay it at warm-up either).
 
 from __future__ import annotations
 
+from google.protobuf import descriptor_pb2
+
 from edgeseg.wire import framework  # noqa: F401 - adds the tensorflow.* files to the pool
 from edgeseg.wire.schema import (
     ANY_FILE,
@@ -263,7 +265,8 @@ logging_pb2 = proto_file(
 )
 
 
-def _log(name: str, request: str, response: str, repeat: bool = False):
+def _log(name: str, request: str, response: str, repeat: bool = False
+         ) -> descriptor_pb2.DescriptorProto:
     make = repeated if repeat else field
     return message(name, make("request", 1, f".{_TS}.{request}"),
                    make("response", 2, f".{_TS}.{response}"))

@@ -17,12 +17,18 @@ the pool resolves. Files must be added dependencies first.
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeAlias
 
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+from google.protobuf.descriptor_pb2 import FieldDescriptorProto
 from google.protobuf.internal import enum_type_wrapper
 
-_F = descriptor_pb2.FieldDescriptorProto
+# protobuf ships no types that know these run-time classes: a message's fields are Any to
+# mypy. The aliases say in signatures which kind of object is meant.
+Message: TypeAlias = Any  # an instance of a message class built here (or a *_pb2 one)
+MessageClass: TypeAlias = Any  # such a class: FromString, DESCRIPTOR, fields by name
+
+_F = FieldDescriptorProto
 SCALARS = {
     "double": _F.TYPE_DOUBLE, "float": _F.TYPE_FLOAT, "int64": _F.TYPE_INT64,
     "uint64": _F.TYPE_UINT64, "int32": _F.TYPE_INT32, "bool": _F.TYPE_BOOL,
@@ -46,7 +52,7 @@ WRAPPERS_FILE = "google/protobuf/wrappers.proto"
 
 
 def field(name: str, number: int, type_: str, *, label: int = _F.LABEL_OPTIONAL,
-          proto3_optional: bool = False) -> _F:
+          proto3_optional: bool = False) -> FieldDescriptorProto:
     proto = _F(name=name, number=number, label=label)
     if type_ in SCALARS:
         proto.type = SCALARS[type_]
@@ -59,20 +65,22 @@ def field(name: str, number: int, type_: str, *, label: int = _F.LABEL_OPTIONAL,
     return proto
 
 
-def repeated(name: str, number: int, type_: str) -> _F:
+def repeated(name: str, number: int, type_: str) -> FieldDescriptorProto:
     return field(name, number, type_, label=_F.LABEL_REPEATED)
 
 
-def optional(name: str, number: int, type_: str) -> _F:
+def optional(name: str, number: int, type_: str) -> FieldDescriptorProto:
     """proto3 ``optional``: presence tracked through a synthetic one-field oneof."""
     return field(name, number, type_, proto3_optional=True)
 
 
-def map_field(name: str, number: int, key: str, value: str) -> tuple[str, _F, str, str]:
+def map_field(name: str, number: int, key: str, value: str
+              ) -> tuple[str, FieldDescriptorProto, str, str]:
     return ("map", field(name, number, value), key, value)
 
 
-def oneof(name: str, *fields: _F) -> tuple[str, str, tuple[_F, ...]]:
+def oneof(name: str, *fields: FieldDescriptorProto
+          ) -> tuple[str, str, tuple[FieldDescriptorProto, ...]]:
     return ("oneof", name, fields)
 
 
@@ -142,6 +150,6 @@ def proto_file(name: str, package: str, *members: Any, deps: tuple[str, ...] = (
     return out
 
 
-def message_class(full_name: str) -> type:
+def message_class(full_name: str) -> MessageClass:
     """The class of any message in the pool, by full name (e.g. "tensorflow.TensorProto")."""
     return message_factory.GetMessageClass(POOL.FindMessageTypeByName(full_name))

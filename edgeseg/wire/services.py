@@ -29,13 +29,14 @@ from edgeseg.wire.apis import (
     predict_pb2,
     regression_pb2,
 )
+from edgeseg.wire.schema import Message, MessageClass
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 # service -> method -> (request class, response class), as prediction_service.proto and
 # model_service.proto declare them.
-METHODS: dict[str, dict[str, tuple[type, type]]] = {
+METHODS: dict[str, dict[str, tuple[MessageClass, MessageClass]]] = {
     PREDICTION_SERVICE: {
         "Classify": (classification_pb2.ClassificationRequest,
                      classification_pb2.ClassificationResponse),
@@ -65,8 +66,9 @@ PREDICT_METHOD = method_path(PREDICTION_SERVICE, "Predict")
 GET_MODEL_METADATA_METHOD = method_path(PREDICTION_SERVICE, "GetModelMetadata")
 
 
-def _serialize(message: Any) -> bytes:
-    return message.SerializeToString()
+def _serialize(message: Message) -> bytes:
+    data: bytes = message.SerializeToString()
+    return data
 
 
 class _Stub:

@@ -51,7 +51,8 @@ _PAIRS = {T.DT_COMPLEX64: "float32", T.DT_COMPLEX128: "float64"}
 def dtype_name(dtype: int) -> str:
     """DT_FLOAT -> 'DT_FLOAT' (an unknown number as 'DataType(n)')."""
     try:
-        return T.DataType.Name(dtype)
+        name: str = T.DataType.Name(dtype)
+        return name
     except ValueError:
         return f"DataType({dtype})"
 
@@ -63,7 +64,8 @@ def _np_dtype(name: str) -> np.dtype:
         except ImportError:
             raise InvalidArgument("DT_BFLOAT16 needs the ml_dtypes package "
                                   "(pip install ml_dtypes)") from None
-        return np.dtype(ml_dtypes.bfloat16)
+        bfloat16: np.dtype = np.dtype(ml_dtypes.bfloat16)
+        return bfloat16
     return np.dtype(name)
 
 
@@ -227,7 +229,9 @@ def _small_varints(flat: np.ndarray) -> bytes | None:
     if values.max() < 0x80:
         return values.astype(np.uint8).tobytes()
     groups = np.stack([(values >> (7 * k)) & 0x7F for k in range(4)], axis=1).astype(np.uint8)
-    length = 1 + sum((values >= 1 << (7 * k)).astype(np.uint8) for k in (1, 2, 3))
+    length = 1 + (values >= 1 << 7).astype(np.uint8)  # bytes per value: 1 to 4
+    for k in (2, 3):
+        length += (values >= 1 << (7 * k)).astype(np.uint8)
     more = np.arange(4)[None, :] < (length[:, None] - 1)  # continuation bit on all but last
     groups |= (more * 0x80).astype(np.uint8)
     keep = np.arange(4)[None, :] < length[:, None]

@@ -6,8 +6,11 @@ import pytest
 from tensorflow_serving.apis import model_pb2
 
 from edgeseg.errors import FailedPrecondition, InvalidArgument, NotFound
+from edgeseg.serving import health
 from edgeseg.serving.config import ModelConfig
+from edgeseg.serving.core_protocol import Core
 from edgeseg.serving.policy import VersionPolicy, VersionPolicyKind
+from edgeseg.serving.servable import State
 from edgeseg.serving.server_core import CoreOptions, ServerCore
 
 
@@ -102,3 +105,12 @@ def test_a_model_dropped_from_the_config_unloads(make_core, base, tmp_path_facto
 def test_missing_name(make_core):
     with pytest.raises(InvalidArgument, match="Missing ModelSpec name"):
         make_core().handle(spec(name=""))
+
+
+def test_server_core_is_the_core_its_callers_are_typed_against(make_core, base):
+    """The transports, the API core and health take a ``Core``; ServerCore must be one."""
+    core = make_core()
+    assert isinstance(core, Core)
+    assert health.readiness(core) == (True, "ready")  # nothing configured, nothing to wait for
+    core.apply_config([model(base)])
+    assert health.configured_states(core) == {"m": [State.AVAILABLE] * 2}
