@@ -211,6 +211,8 @@ class Soak:
                         due[fault] = at + fault.period_s
                 if now >= next_sample:
                     self.sample(now, sample_out, rate_out, last_counts)
+                    samples.flush()  # a run cut short still leaves its figures
+                    rates.flush()
                     next_sample += self.sample_s
                 time.sleep(0.2)
 
