@@ -18,11 +18,11 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from edgeseg.errors import EdgesegError
 from edgeseg.serving import classify, model_service, predict, profiler
 from edgeseg.serving.metrics import SERVING, spec_labels
+from edgeseg.wire.services import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,14 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                      request, context)
 
 
-def add_services(server: grpc.Server, core: Any, health_servicer: Any = None) -> None:
+def add_services(server: grpc.Server, core: Any, health_servicer: Any = None,
+                 with_profiler: bool = True) -> None:
+    """TF Serving's services on ``server``; ``tensorflow.ProfilerService`` too when
+    ``with_profiler`` (profiler.wanted: it needs TensorFlow imported)."""
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
-    profiler.add_profiler_service(server)  # tensorflow.ProfilerService, as TF Serving's
+    if with_profiler:
+        profiler.add_profiler_service(server)  # tensorflow.ProfilerService, as TF Serving's
     if health_servicer is not None:  # grpc.health.v1, see health.py
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

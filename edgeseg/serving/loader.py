@@ -52,6 +52,16 @@ def available_ram_bytes() -> int | None:
     return None
 
 
+def wire_signature_defs(signature_defs: Mapping[str, Any]) -> dict[str, Any]:
+    """A loaded meta-graph's (official ``tensorflow.SignatureDef``) signatures as edgeseg.wire's
+    messages, the classes every request path builds replies of; converted by bytes, once
+    per loaded version (messages of the two pools do not mix)."""
+    from edgeseg.wire.framework import meta_graph_pb2  # noqa: PLC0415
+
+    return {key: meta_graph_pb2.SignatureDef.FromString(sig.SerializeToString())
+            for key, sig in signature_defs.items()}
+
+
 class LoadedModel:
     """A SavedModel meta-graph loaded in its own graph and session."""
 
@@ -61,10 +71,7 @@ class LoadedModel:
         self.tags = tuple(tags)
         self._callables: dict[tuple, Any] = {}
         self._lock = threading.Lock()
-
-    @property
-    def signature_defs(self) -> Mapping[str, Any]:
-        return self.meta_graph.signature_def
+        self.signature_defs = wire_signature_defs(meta_graph.signature_def)
 
     def run(self, feeds: Mapping[str, Any], fetches: Sequence[str],
             timeout_ms: int = 0) -> list[Any]:
@@ -108,11 +115,13 @@ class Loader:
     """Loads ``path`` (one version folder) with the meta-graph tagged ``tags``."""
 
     def __init__(self, path: str | Path, tags: Sequence[str], session_config: Any = None,
-                 warmup: bool = True, batching: Any = None, session_summary: str = ""):
+                 warmup: bool = True, batching: Any = None, session_summary: Any = ""):
         self.path = Path(path)
         self.tags = tuple(tags)
-        self.session_config = session_config  # session_options.py
-        self.session_summary = session_summary  # its one-line summary, for the load log
+        # session_options.py's ConfigProto, and its one-line summary for the load log; either
+        # may be a callable, called at the load (building them imports TensorFlow)
+        self.session_config = session_config
+        self.session_summary = session_summary
         self.warmup = warmup  # replay assets.extra/tf_serving_warmup_requests (warmup.py)
         self.batching = batching  # BatchingOptions: merge concurrent calls (batching.py)
 
@@ -145,7 +154,8 @@ class Loader:
         import tensorflow as tf  # noqa: PLC0415 - heavy; only the serving process needs it
 
         graph = tf.Graph()
-        session = tf.compat.v1.Session(graph=graph, config=self.session_config)
+        config = self.session_config() if callable(self.session_config) else self.session_config
+        session = tf.compat.v1.Session(graph=graph, config=config)
         try:
             meta_graph = tf.compat.v1.saved_model.loader.load(
                 session, list(self.tags), str(self.path)
@@ -154,9 +164,10 @@ class Loader:
             session.close()
             raise _load_error(self.path, self.tags, exc) from exc
         graph.finalize()  # requests must not grow the graph
-        if self.session_summary:
-            log.info("loaded %s (tags %s): %s", self.path, ",".join(self.tags),
-                     self.session_summary)
+        summary = (self.session_summary() if callable(self.session_summary)
+                   else self.session_summary)
+        if summary:
+            log.info("loaded %s (tags %s): %s", self.path, ",".join(self.tags), summary)
         return prepare(LoadedModel(session, meta_graph, self.tags), self.path, self.warmup,
                        self.batching)
 
@@ -183,7 +194,7 @@ def prepare(model: Any, path: Path, warmup: bool, batching: Any) -> Any:
 
 def version_loader(path: str | Path, tags: Sequence[str], *, prefer_tflite: bool = False,
                    tflite: Any = None, session_config: Any = None, warmup: bool = True,
-                   batching: Any = None, session_summary: str = "") -> Any:
+                   batching: Any = None, session_summary: Any = "") -> Any:
     """The loader for one version folder, as TF Serving's SavedModelBundleFactory picks it:
     with ``prefer_tflite`` and a ``model.tflite`` there, LiteRT (tflite_loader.py);
     otherwise the SavedModel's meta-graph tagged ``tags``. Decided at each load attempt."""

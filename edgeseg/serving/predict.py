@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tensorflow_serving.apis import model_pb2, predict_pb2
-
 from edgeseg.errors import EdgesegError
 from edgeseg.serving import signatures, tensors
+from edgeseg.wire.apis import model_pb2, predict_pb2
 
 
 def fill_model_spec(out: model_pb2.ModelSpec, name: str, version: int,
