@@ -5,8 +5,8 @@ Where things are (one module per concept, each opening with its contract):
 - lifecycle: source.py (watches base paths) -> policy.py (which versions, in what order)
   -> manager.py (loads/unloads through loader.py, holds servable.py's states and handles)
   -> server_core.py (the configured models, labels, request routing); warmup.py replays
-  recorded requests inside a load (tfrecord.py reads them, no TensorFlow); integrity.py refuses empty or truncated model files
-  before a load
+  recorded requests inside a load (tfrecord.py reads them, no TensorFlow); integrity.py
+  refuses empty or truncated model files before a load
 - configuration: flags.py (command line), config.py (model_config_list text proto),
   textproto.py (TF Serving's config protos the wheel lacks, errors in TF Serving's words),
   tls.py (--ssl_config_file), monitoring.py (--monitoring_config_file),

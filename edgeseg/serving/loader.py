@@ -23,6 +23,7 @@ with ``model.tflite`` when TFLite is preferred, tflite_loader.py's (same contrac
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,15 @@ def wire_signature_defs(signature_defs: Mapping[str, Any]) -> dict[str, Any]:
             for key, sig in signature_defs.items()}
 
 
+def timeout_step(timeout_ms: int) -> int:
+    """``timeout_ms`` rounded UP to a step of a ~12% grid (2**(k/6) ms): a runner's timeout is
+    fixed (RunOptions in its CallableOptions), so every client deadline gets one of a few
+    dozen cached runners, and no run is cancelled before the deadline it was given."""
+    if timeout_ms <= 0:
+        return 0
+    return math.ceil(2 ** (math.ceil(6 * math.log2(timeout_ms)) / 6))
+
+
 class LoadedModel:
     """A SavedModel meta-graph loaded in its own graph and session."""
 
@@ -78,6 +88,7 @@ class LoadedModel:
         """Run the graph: ``feeds`` maps tensor names to arrays; returns arrays in order.
         A ``timeout_ms`` > 0 ends the run with DEADLINE_EXCEEDED when it takes longer."""
         names = tuple(feeds)
+        timeout_ms = timeout_step(timeout_ms)
         key = (names, tuple(fetches), timeout_ms)
         with self._lock:
             fn = self._callables.get(key)
@@ -96,8 +107,9 @@ class LoadedModel:
         """A runner straight into the C++ session, as TF Serving calls Session::Run: the
         Python-side feed checks of Session.run/make_callable (which refuse shapes that the
         graph itself accepts, e.g. x of shape [1] for half_plus_two's [-1,1]) are skipped;
-        dtypes are still checked by TensorFlow. Timeouts are fixed per runner, so only a few
-        distinct values (the REST timeout) should be used."""
+        dtypes are still checked by TensorFlow. Timeouts are fixed per runner (run() rounds
+        them to :func:`timeout_step`'s grid); a run past its timeout is cancelled by the
+        session and fails DEADLINE_EXCEEDED."""
         from tensorflow.core.protobuf import config_pb2  # noqa: PLC0415
 
         options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
