@@ -254,7 +254,7 @@ def _grpc_options(flags: ServerFlags) -> list[tuple[str, object]]:
 
 
 def _start_grpc(flags: ServerFlags, core, tls: TlsConfig | None,  # noqa: ANN001, ANN202
-                models: list[ModelConfig] = ()):
+                models: tuple[ModelConfig, ...] | list[ModelConfig] = ()):
     import grpc  # noqa: PLC0415
 
     from edgeseg.serving.grpc_admission import Admission  # noqa: PLC0415
