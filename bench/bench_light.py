@@ -1,7 +1,15 @@
 """Light install benchmark: disk size of `pip install edgeseg` (no extras) vs the full venv,
-and the agent's RSS in each, side by side in one run.
+the RSS and Predict latency of `edgeseg serve` on the VOC model.tflite in each, and the
+agent's RSS in each, side by side in one run.
 
-    .venv/bin/python bench/bench_light.py [--seconds 10] [--light .venv-light]
+    .venv/bin/python bench/bench_light.py [--seconds 10] [--requests 40] [--light .venv-light]
+
+Servers: the real Coral PASCAL VOC DeepLab flatbuffer (shared/models) as the only
+``model.tflite`` of a version folder, served with ``--prefer_tflite_model=true`` by the light
+venv's and the full venv's `edgeseg serve`, both running at once; after 5 warm-up Predicts
+each, RSS (VmRSS) is read, then Predicts of one 513x513 uint8 frame alternate between them
+(one at a time, so they never compete for the CPUs). Goals: light server <= 150 MB; its
+median latency no worse than the full server's.
 
 Real and local: `edgeseg export` (random-weight DeepLab-v3, 65x65) and `edgeseg serve` from
 the full venv, Debian's mosquitto, then `edgeseg agent` from the light venv and from the full
@@ -28,6 +36,9 @@ import numpy as np  # noqa: E402
 
 from bench.common import table  # noqa: E402
 from edgeseg.demo import find_mosquitto  # noqa: E402
+from edgeseg.wire.apis import get_model_metadata_pb2, predict_pb2  # noqa: E402
+from edgeseg.wire.services import PredictionServiceStub  # noqa: E402
+from edgeseg.wire.tensors import encode  # noqa: E402
 from tests.services import Mosquitto, Recorder, free_port, wait_port, wait_until  # noqa: E402
 
 
@@ -89,9 +100,87 @@ def agent_rss(argv: list[str], env: dict, broker: Mosquitto, prefix: str, second
         rec.close()
 
 
+VOC = REPO.parent / "shared" / "models" / "deeplab" / "deeplabv3_mnv2_pascal_quant.tflite"
+TF_LIBRARIES = ("libtensorflow_framework", "_pywrap_tensorflow")
+
+
+def tensorflow_mapped(pid: int) -> bool:
+    return any(lib in Path(f"/proc/{pid}/maps").read_text() for lib in TF_LIBRARIES)
+
+
+def start_tflite_server(argv: list[str], env: dict, base: Path, log: Path):
+    port = free_port()
+    proc = subprocess.Popen([*argv, "serve", f"--port={port}", "--grpc_bind_address=127.0.0.1",
+                             "--model_name=voc", f"--model_base_path={base}",
+                             "--prefer_tflite_model=true"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    wait_until(lambda: proc.poll() is not None or "listening" in log.read_text(), 180, 0.2,
+               "edgeseg serve to listen")
+    if proc.poll() is not None:
+        raise SystemExit(f"bench_light: edgeseg serve exited: {log.read_text()[-2000:]}")
+    return proc, f"127.0.0.1:{port}"
+
+
+def server_bench(args: argparse.Namespace, work: Path, light_env: dict, full_env: dict) -> None:
+    """RSS after warm-up and Predict latency: light vs full `edgeseg serve`, VOC model.tflite."""
+    import grpc  # noqa: PLC0415
+
+    if not VOC.is_file():
+        print(f"\n(server figures skipped: {VOC} is absent)")
+        return
+    (work / "voc" / "1").mkdir(parents=True)
+    (work / "voc" / "1" / "model.tflite").write_bytes(VOC.read_bytes())
+    servers = {}
+    try:
+        for name, argv, env in [("light venv", [str(args.light / "bin" / "edgeseg")], light_env),
+                                ("full venv", [sys.executable, "-m", "edgeseg"], full_env)]:
+            servers[name] = start_tflite_server(argv, env, work / "voc",
+                                                work / f"serve-{name.split()[0]}.log")
+        frame = np.random.default_rng(0).integers(0, 255, (1, 513, 513, 3), dtype=np.uint8)
+        channels = {n: grpc.insecure_channel(a) for n, (_, a) in servers.items()}
+        stubs = {n: PredictionServiceStub(c) for n, c in channels.items()}
+        meta = next(iter(stubs.values())).GetModelMetadata(
+            get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec={"name": "voc"}, metadata_field=["signature_def"]), timeout=60)
+        sigs = get_model_metadata_pb2.SignatureDefMap()
+        meta.metadata["signature_def"].Unpack(sigs)
+        (alias,) = sigs.signature_def["serving_default"].inputs
+        request = predict_pb2.PredictRequest(model_spec={"name": "voc"})
+        encode(frame, content=True, out=request.inputs[alias])
+        for stub in stubs.values():
+            for _ in range(5):
+                stub.Predict(request, timeout=120)
+        rss = {n: rss_mib(p.pid) for n, (p, _) in servers.items()}
+        times: dict[str, list[float]] = {n: [] for n in stubs}
+        for _ in range(args.requests):
+            for name, stub in stubs.items():
+                start = time.perf_counter()
+                stub.Predict(request, timeout=120)
+                times[name].append((time.perf_counter() - start) * 1000)
+        for channel in channels.values():
+            channel.close()
+        light, full = (statistics.median(times[n]) for n in ("light venv", "full venv"))
+        print(f"\n`edgeseg serve --prefer_tflite_model=true`, only the VOC model.tflite "
+              f"(513x513 uint8, {args.requests} Predicts each, alternating):")
+        print(table(["server", "RSS MB after warm-up", "TF imported", "Predict p50 ms",
+                     "vs full", "goal"], [
+            ["light venv", f"{rss['light venv']:.0f}",
+             "yes" if tensorflow_mapped(servers["light venv"][0].pid) else "no",
+             f"{light:.1f}", f"{light / full:.2f}x", "<= 150 MB; p50 no worse"],
+            ["full venv", f"{rss['full venv']:.0f}",
+             "yes" if tensorflow_mapped(servers["full venv"][0].pid) else "no",
+             f"{full:.1f}", "1.00x", ""],
+        ]))
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--light", type=Path, default=REPO / ".venv-light")
     parser.add_argument("--full", type=Path, default=Path(sys.prefix))
     args = parser.parse_args()
@@ -107,14 +196,14 @@ def main() -> None:
     print("\nlargest packages in the light venv:")
     print(table(["package", "MB"], [[n, f"{b / 2**20:.0f}"]
                                     for n, b in biggest_packages(args.light)]))
-    if find_mosquitto() is None:
-        print("\n(agent RSS skipped: Debian's mosquitto is not installed)")
-        return
-
     with tempfile.TemporaryDirectory(prefix="bench-light-") as tmp:
         work = Path(tmp)
         full_env = {**os.environ, "PYTHONPATH": str(REPO)}
         light_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        server_bench(args, work, light_env, full_env)
+        if find_mosquitto() is None:
+            print("\n(agent RSS skipped: Debian's mosquitto is not installed)")
+            return
         subprocess.run([sys.executable, "-m", "edgeseg", "export", "deeplabv3", "--output",
                         str(work / "m"), "--input-size", "65", "--quiet"], cwd=REPO,
                        env=full_env, check=True, timeout=600)

@@ -5,9 +5,9 @@ Where things are (one module per concept, each opening with its contract):
 - lifecycle: source.py (watches base paths) -> policy.py (which versions, in what order)
   -> manager.py (loads/unloads through loader.py, holds servable.py's states and handles)
   -> server_core.py (the configured models, labels, request routing; core_protocol.py is
-  ``Core``, the part of it the API core, transports and health are typed against); warmup.py replays
-  recorded requests inside a load; integrity.py refuses empty or truncated model files
-  before a load
+  ``Core``, the part of it the API core, transports and health are typed against);
+  warmup.py replays recorded requests inside a load (tfrecord.py reads them, no
+  TensorFlow); integrity.py refuses empty or truncated model files before a load
 - configuration: flags.py (command line), config.py (model_config_list text proto),
   textproto.py (TF Serving's config protos the wheel lacks, errors in TF Serving's words),
   tls.py (--ssl_config_file), monitoring.py (--monitoring_config_file),
@@ -20,6 +20,8 @@ Where things are (one module per concept, each opening with its contract):
 - the API core, transport-independent: predict.py, classify.py (Classify/Regress/
   MultiInference), model_service.py (metadata, status, reload); signatures.py and
   tensors.py are the pure pieces they share
+- messages: edgeseg.wire's everywhere (no TensorFlow); TensorFlow is imported only when a
+  SavedModel loads (loader.py, session_options.py)
 - transports: grpc_api.py and rest_api.py (with json_codec.py) only convert and delegate;
   each maps statuses in one place; health.py (grpc.health.v1 and REST readiness);
   profiler.py (TensorFlow's ProfilerService on the gRPC port)

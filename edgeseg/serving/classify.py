@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
 from edgeseg.errors import InvalidArgument, Unimplemented
 from edgeseg.serving import signatures
 from edgeseg.serving.predict import fill_model_spec
 from edgeseg.serving.tensors import array_dtype_name, dtype_name
+from edgeseg.wire.apis import classification_pb2, inference_pb2, regression_pb2
+from edgeseg.wire.framework import types_pb2
 
 CLASSES = "classes"
 SCORES = "scores"

@@ -160,13 +160,14 @@ def _batching(flags: ServerFlags) -> BatchingOptions | None:
 
 
 def _build_core(flags: ServerFlags, batching: BatchingOptions | None):  # noqa: ANN202
-    """The ServerCore the flags describe, its metrics collectors attached (imports TF)."""
+    """The ServerCore the flags describe, its metrics collectors attached (imports no TF)."""
     from edgeseg.serving import session_options  # noqa: PLC0415
     from edgeseg.serving.loader import LIVE_BATCHERS, version_loader  # noqa: PLC0415
     from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415
     from edgeseg.serving.tflite_loader import TfLiteOptions  # noqa: PLC0415
 
-    config, summary = session_options.from_flags(flags)
+    # built at the first SavedModel load: it imports TensorFlow, which model.tflite needs not
+    session = functools.cache(lambda: session_options.from_flags(flags))
     core = ServerCore(CoreOptions(
         file_system_poll_wait_s=flags.file_system_poll_wait_seconds,
         max_load_retries=flags.max_num_load_retries,
@@ -175,8 +176,9 @@ def _build_core(flags: ServerFlags, batching: BatchingOptions | None):  # noqa: 
         method_name_check=flags.enable_signature_method_name_check,
         default_tags=split_tags(flags.saved_model_tags),
         default_preserve=parse_preserve(flags.aspired_version_policy),
-    ), functools.partial(version_loader, session_config=config, warmup=flags.enable_model_warmup,
-                         batching=batching, session_summary=summary,
+    ), functools.partial(version_loader, session_config=lambda: session()[0],
+                         warmup=flags.enable_model_warmup, batching=batching,
+                         session_summary=lambda: session()[1],
                          prefer_tflite=flags.prefer_tflite_model,
                          tflite=TfLiteOptions(flags.num_tflite_pools,
                                               flags.num_tflite_interpreters_per_pool,
@@ -199,7 +201,7 @@ def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
     core.start()
     try:
         core.apply_config(models)
-        server, health = _start_grpc(flags, core, tls)
+        server, health = _start_grpc(flags, core, tls, models)
         rest = _start_rest(flags, core, tls, metrics_path) if flags.rest_api_port else None
         sd_notify("READY=1")
     except BaseException:
@@ -252,12 +254,14 @@ def _grpc_options(flags: ServerFlags) -> list[tuple[str, object]]:
     return list(options.items())
 
 
-def _start_grpc(flags: ServerFlags, core, tls: TlsConfig | None):  # noqa: ANN001, ANN202
+def _start_grpc(flags: ServerFlags, core, tls: TlsConfig | None,  # noqa: ANN001, ANN202
+                models: tuple[ModelConfig, ...] | list[ModelConfig] = ()):
     import grpc  # noqa: PLC0415
 
     from edgeseg.serving.grpc_admission import Admission  # noqa: PLC0415
     from edgeseg.serving.grpc_api import add_services  # noqa: PLC0415
     from edgeseg.serving.health import HealthReporter  # noqa: PLC0415
+    from edgeseg.serving.profiler import wanted  # noqa: PLC0415
 
     admission = Admission(flags.grpc_max_threads, flags.grpc_max_concurrent_rpcs,
                           on_reject=lambda reason: SERVING.reject("grpc", reason))
@@ -265,7 +269,7 @@ def _start_grpc(flags: ServerFlags, core, tls: TlsConfig | None):  # noqa: ANN00
     server = grpc.server(admission.executor, interceptors=[admission],
                          options=_grpc_options(flags))
     reporter = HealthReporter(core)
-    add_services(server, core, reporter.servicer)
+    add_services(server, core, reporter.servicer, wanted(models, flags.prefer_tflite_model))
     shown = _listen(server, flags, tls)
     reporter.start()
     server.start()

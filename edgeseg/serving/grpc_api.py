@@ -2,8 +2,9 @@
 
 Contract: each servicer method only delegates to the transport-independent core
 (predict.py, classify.py, model_service.py) with the request proto and returns its reply
-proto. The one place statuses are mapped (and requests counted and timed, metrics.py) is
-:func:`_call`: an
+proto; Predict also passes the client's deadline, which becomes the run's timeout (a run past
+it is cancelled and answered DEADLINE_EXCEEDED). The one place statuses are mapped (and
+requests counted and timed, metrics.py) is :func:`_call`: an
 :class:`~edgeseg.errors.EdgesegError` becomes the gRPC status of the same canonical code
 with its message; anything else is logged with its traceback and answered INTERNAL. The
 servicers hold no state and are safe on the server's thread pool.
@@ -12,25 +13,38 @@ servicers hold no state and are safe on the server's thread pool.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import DeadlineExceeded, EdgesegError
 from edgeseg.serving import classify, model_service, predict, profiler
 from edgeseg.serving.metrics import SERVING, spec_labels
+from edgeseg.wire.services import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+MAX_TIMEOUT_S = 24 * 3600  # a longer deadline is as good as none
 
 
 def grpc_code(error: EdgesegError) -> grpc.StatusCode:
     return _CODES.get(int(error.status), grpc.StatusCode.UNKNOWN)
+
+
+def deadline_ms(context: grpc.ServicerContext) -> int:
+    """The client's deadline as the run's timeout (0: none); DEADLINE_EXCEEDED when it has
+    already passed, so nothing runs for a client that stopped waiting."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > MAX_TIMEOUT_S:
+        return 0
+    if remaining <= 0.001:
+        raise DeadlineExceeded("the call's deadline passed before the model ran")
+    return max(1, math.ceil(remaining * 1000))
 
 
 def _call(api: str, fn: Callable[[Any, Any], Any], core: Any, request: Any,
@@ -57,7 +71,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._core = core
 
     def Predict(self, request, context):  # noqa: N802 - names fixed by the proto
-        return _call("Predict", predict.predict, self._core, request, context)
+        return _call("Predict", lambda core, request: predict.predict(
+            core, request, deadline_ms(context)), self._core, request, context)
 
     def Classify(self, request, context):  # noqa: N802
         return _call("Classify", classify.classify, self._core, request, context)
@@ -85,10 +100,14 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                      request, context)
 
 
-def add_services(server: grpc.Server, core: Any, health_servicer: Any = None) -> None:
+def add_services(server: grpc.Server, core: Any, health_servicer: Any = None,
+                 with_profiler: bool = True) -> None:
+    """TF Serving's services on ``server``; ``tensorflow.ProfilerService`` too when
+    ``with_profiler`` (profiler.wanted: it needs TensorFlow imported)."""
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
-    profiler.add_profiler_service(server)  # tensorflow.ProfilerService, as TF Serving's
+    if with_profiler:
+        profiler.add_profiler_service(server)  # tensorflow.ProfilerService, as TF Serving's
     if health_servicer is not None:  # grpc.health.v1, see health.py
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

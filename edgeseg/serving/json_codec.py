@@ -32,12 +32,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from tensorflow.core.example import example_pb2, feature_pb2
-from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import input_pb2
 
 from edgeseg.errors import InvalidArgument
 from edgeseg.serving.tensors import dtype_name, numpy_dtype
+from edgeseg.wire.apis import input_pb2
+from edgeseg.wire.framework import example_pb2, feature_pb2, types_pb2
 
 PREDICT_KEYS = {"signature_name", "instances", "inputs"}
 

@@ -23,6 +23,7 @@ with ``model.tflite`` when TFLite is preferred, tflite_loader.py's (same contrac
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,25 @@ def available_ram_bytes() -> int | None:
     return None
 
 
+def wire_signature_defs(signature_defs: Mapping[str, Any]) -> dict[str, Any]:
+    """A loaded meta-graph's (official ``tensorflow.SignatureDef``) signatures as edgeseg.wire's
+    messages, the classes every request path builds replies of; converted by bytes, once
+    per loaded version (messages of the two pools do not mix)."""
+    from edgeseg.wire.framework import meta_graph_pb2  # noqa: PLC0415
+
+    return {key: meta_graph_pb2.SignatureDef.FromString(sig.SerializeToString())
+            for key, sig in signature_defs.items()}
+
+
+def timeout_step(timeout_ms: int) -> int:
+    """``timeout_ms`` rounded UP to a step of a ~12% grid (2**(k/6) ms): a runner's timeout is
+    fixed (RunOptions in its CallableOptions), so every client deadline gets one of a few
+    dozen cached runners, and no run is cancelled before the deadline it was given."""
+    if timeout_ms <= 0:
+        return 0
+    return math.ceil(2 ** (math.ceil(6 * math.log2(timeout_ms)) / 6))
+
+
 class LoadedModel:
     """A SavedModel meta-graph loaded in its own graph and session."""
 
@@ -61,16 +81,14 @@ class LoadedModel:
         self.tags = tuple(tags)
         self._callables: dict[tuple, Any] = {}
         self._lock = threading.Lock()
-
-    @property
-    def signature_defs(self) -> Mapping[str, Any]:
-        return self.meta_graph.signature_def
+        self.signature_defs = wire_signature_defs(meta_graph.signature_def)
 
     def run(self, feeds: Mapping[str, Any], fetches: Sequence[str],
             timeout_ms: int = 0) -> list[Any]:
         """Run the graph: ``feeds`` maps tensor names to arrays; returns arrays in order.
         A ``timeout_ms`` > 0 ends the run with DEADLINE_EXCEEDED when it takes longer."""
         names = tuple(feeds)
+        timeout_ms = timeout_step(timeout_ms)
         key = (names, tuple(fetches), timeout_ms)
         with self._lock:
             fn = self._callables.get(key)
@@ -89,8 +107,9 @@ class LoadedModel:
         """A runner straight into the C++ session, as TF Serving calls Session::Run: the
         Python-side feed checks of Session.run/make_callable (which refuse shapes that the
         graph itself accepts, e.g. x of shape [1] for half_plus_two's [-1,1]) are skipped;
-        dtypes are still checked by TensorFlow. Timeouts are fixed per runner, so only a few
-        distinct values (the REST timeout) should be used."""
+        dtypes are still checked by TensorFlow. Timeouts are fixed per runner (run() rounds
+        them to :func:`timeout_step`'s grid); a run past its timeout is cancelled by the
+        session and fails DEADLINE_EXCEEDED."""
         from tensorflow.core.protobuf import config_pb2  # noqa: PLC0415
 
         options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
@@ -108,11 +127,13 @@ class Loader:
     """Loads ``path`` (one version folder) with the meta-graph tagged ``tags``."""
 
     def __init__(self, path: str | Path, tags: Sequence[str], session_config: Any = None,
-                 warmup: bool = True, batching: Any = None, session_summary: str = ""):
+                 warmup: bool = True, batching: Any = None, session_summary: Any = ""):
         self.path = Path(path)
         self.tags = tuple(tags)
-        self.session_config = session_config  # session_options.py
-        self.session_summary = session_summary  # its one-line summary, for the load log
+        # session_options.py's ConfigProto, and its one-line summary for the load log; either
+        # may be a callable, called at the load (building them imports TensorFlow)
+        self.session_config = session_config
+        self.session_summary = session_summary
         self.warmup = warmup  # replay assets.extra/tf_serving_warmup_requests (warmup.py)
         self.batching = batching  # BatchingOptions: merge concurrent calls (batching.py)
 
@@ -145,7 +166,8 @@ class Loader:
         import tensorflow as tf  # noqa: PLC0415 - heavy; only the serving process needs it
 
         graph = tf.Graph()
-        session = tf.compat.v1.Session(graph=graph, config=self.session_config)
+        config = self.session_config() if callable(self.session_config) else self.session_config
+        session = tf.compat.v1.Session(graph=graph, config=config)
         try:
             meta_graph = tf.compat.v1.saved_model.loader.load(
                 session, list(self.tags), str(self.path)
@@ -154,9 +176,10 @@ class Loader:
             session.close()
             raise _load_error(self.path, self.tags, exc) from exc
         graph.finalize()  # requests must not grow the graph
-        if self.session_summary:
-            log.info("loaded %s (tags %s): %s", self.path, ",".join(self.tags),
-                     self.session_summary)
+        summary = (self.session_summary() if callable(self.session_summary)
+                   else self.session_summary)
+        if summary:
+            log.info("loaded %s (tags %s): %s", self.path, ",".join(self.tags), summary)
         return prepare(LoadedModel(session, meta_graph, self.tags), self.path, self.warmup,
                        self.batching)
 
@@ -183,7 +206,7 @@ def prepare(model: Any, path: Path, warmup: bool, batching: Any) -> Any:
 
 def version_loader(path: str | Path, tags: Sequence[str], *, prefer_tflite: bool = False,
                    tflite: Any = None, session_config: Any = None, warmup: bool = True,
-                   batching: Any = None, session_summary: str = "") -> Any:
+                   batching: Any = None, session_summary: Any = "") -> Any:
     """The loader for one version folder, as TF Serving's SavedModelBundleFactory picks it:
     with ``prefer_tflite`` and a ``model.tflite`` there, LiteRT (tflite_loader.py);
     otherwise the SavedModel's meta-graph tagged ``tags``. Decided at each load attempt."""

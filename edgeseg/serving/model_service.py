@@ -14,16 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_management_pb2,
-)
-
 from edgeseg.errors import InvalidArgument, NotFound
 from edgeseg.serving.config import models_from_proto
 from edgeseg.serving.predict import fill_model_spec
 from edgeseg.serving.servable import Servable
+from edgeseg.wire.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+)
 
 SIGNATURE_DEF = "signature_def"
 
@@ -39,9 +38,9 @@ def get_model_metadata(core: Any, request: Any) -> get_model_metadata_pb2.GetMod
         fill_model_spec(response.model_spec, handle.name, handle.version)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature in handle.model.signature_defs.items():
-            # by bytes: a model.tflite's SignatureDefs are wire-compatible messages of
-            # edgeseg.agent.protos (no TensorFlow), not tensorflow.SignatureDef objects
-            signature_map.signature_def[key].MergeFromString(signature.SerializeToString())
+            # edgeseg.wire's SignatureDef, whatever the runtime (loader.py converts a
+            # SavedModel's once per version)
+            signature_map.signature_def[key].CopyFrom(signature)
         response.metadata[SIGNATURE_DEF].Pack(signature_map)
         return response
 

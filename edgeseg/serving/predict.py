@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tensorflow_serving.apis import model_pb2, predict_pb2
-
 from edgeseg.errors import EdgesegError
 from edgeseg.serving import signatures, tensors
+from edgeseg.wire.apis import model_pb2, predict_pb2
 
 
 def fill_model_spec(out: model_pb2.ModelSpec, name: str, version: int,
@@ -43,7 +42,10 @@ def run_signature(model: Any, signature: Any, inputs: dict[str, Any],
     return dict(zip(aliases, results, strict=True))
 
 
-def predict(core: Any, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+def predict(core: Any, request: predict_pb2.PredictRequest,
+            timeout_ms: int = 0) -> predict_pb2.PredictResponse:
+    """The reply to ``request``; with ``timeout_ms`` > 0 (REST's --rest_api_timeout_in_ms, a
+    gRPC client's deadline) the run is cancelled past it and DEADLINE_EXCEEDED is raised."""
     with core.handle(request.model_spec) as handle:
         sig_name, signature = signatures.find_signature(
             handle.model.signature_defs, request.model_spec.signature_name
@@ -52,7 +54,8 @@ def predict(core: Any, request: predict_pb2.PredictRequest) -> predict_pb2.Predi
             alias: tensors.decode(proto, f"input '{alias}'")
             for alias, proto in request.inputs.items()
         }
-        outputs = run_signature(handle.model, signature, inputs, request.output_filter)
+        outputs = run_signature(handle.model, signature, inputs, request.output_filter,
+                                timeout_ms)
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, handle.name, handle.version, sig_name)
         for alias, value in outputs.items():

@@ -26,9 +26,11 @@ wheel ships their Python modules; the wire names and field numbers are TensorFlo
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -184,6 +186,21 @@ def _unary(fn, request_class: type | None = None) -> grpc.RpcMethodHandler:  # n
     return grpc.unary_unary_rpc_method_handler(
         handle, request_deserializer=request_class.FromString if request_class else None,
         response_serializer=(lambda m: m.SerializeToString()) if request_class else None)
+
+
+def wanted(models: Any = (), prefer_tflite: bool = False) -> bool:
+    """Whether ``edgeseg serve`` registers the profiler: TF Serving always has it, but it
+    needs TensorFlow imported (~500 MB), which a server of only ``model.tflite`` files never
+    pays for. So: when TensorFlow is already imported (a SavedModel was loaded), or when it
+    is installed and some configured model may load a SavedModel (``models``: ModelConfigs;
+    one not preferring model.tflite, by its own setting or else ``prefer_tflite``, the
+    --prefer_tflite_model flag). Checking never imports TensorFlow."""
+    if "tensorflow" in sys.modules:
+        return True
+    if importlib.util.find_spec("tensorflow") is None:
+        return False
+    return any(not (prefer_tflite if m.prefer_tflite is None else m.prefer_tflite)
+               for m in models)
 
 
 def add_profiler_service(server: grpc.Server) -> bool:

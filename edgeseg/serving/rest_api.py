@@ -31,14 +31,6 @@ import ssl
 import time
 from typing import Any
 
-from tensorflow_serving.apis import (
-    classification_pb2,
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_pb2,
-    regression_pb2,
-)
-
 from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status, Unavailable
 from edgeseg.metrics import exposition
 from edgeseg.serving import classify, json_codec, model_service, protocompat, signatures
@@ -47,6 +39,13 @@ from edgeseg.serving.http_message import Limits, Request, Response, json_respons
 from edgeseg.serving.http_server import HttpServer
 from edgeseg.serving.metrics import SERVING
 from edgeseg.serving.predict import run_signature
+from edgeseg.wire.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    regression_pb2,
+)
 
 log = logging.getLogger(__name__)
 

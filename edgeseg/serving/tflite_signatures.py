@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.agent import protos
 from edgeseg.errors import DataLoss, InvalidArgument
+from edgeseg.wire.framework import meta_graph_pb2 as protos
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 DEFAULT_SIGNATURE = "serving_default"

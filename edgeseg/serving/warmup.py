@@ -16,7 +16,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from edgeseg.errors import EdgesegError, InvalidArgument
+from edgeseg.errors import DataLoss, EdgesegError, InvalidArgument
+from edgeseg.serving import tfrecord
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_RECORDS = 1000
@@ -52,7 +53,7 @@ def warmup_file(version_path: str | Path) -> Path:
 
 
 def _replay_one(core: _OneModel, log: Any) -> None:
-    from edgeseg.serving import classify, predict  # noqa: PLC0415 - they import TF protos
+    from edgeseg.serving import classify, predict  # noqa: PLC0415 - they import warmup
 
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
@@ -71,20 +72,26 @@ def replay(model: Any, version_path: str | Path) -> int:
     path = warmup_file(version_path)
     if not path.is_file():
         return 0
-    import tensorflow as tf  # noqa: PLC0415
-    from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415
+    from edgeseg.wire.apis import prediction_log_pb2  # noqa: PLC0415
 
     core = _OneModel(model)
     count = 0
-    for raw in tf.compat.v1.io.tf_record_iterator(str(path)):
-        count += 1
-        if count > MAX_RECORDS:
-            raise InvalidArgument(f"warmup: {path} holds more than {MAX_RECORDS} records")
-        try:
-            _replay_one(core, prediction_log_pb2.PredictionLog.FromString(raw))
-        except EdgesegError as exc:
-            raise InvalidArgument(f"warmup record {count} of {path} failed: {exc}") from None
-        except Exception as exc:  # a corrupt record
-            raise InvalidArgument(f"warmup record {count} of {path} is unreadable: "
-                                  f"{type(exc).__name__}: {exc}") from None
+    try:
+        for raw in tfrecord.records(path):
+            count += 1
+            if count > MAX_RECORDS:
+                raise InvalidArgument(f"warmup: {path} holds more than {MAX_RECORDS} records")
+            _replay_record(core, prediction_log_pb2.PredictionLog, raw, count, path)
+    except DataLoss as exc:
+        raise InvalidArgument(f"warmup: {exc.message}") from None
     return count
+
+
+def _replay_record(core: _OneModel, log_class: Any, raw: bytes, count: int, path: Path) -> None:
+    try:
+        _replay_one(core, log_class.FromString(raw))
+    except EdgesegError as exc:
+        raise InvalidArgument(f"warmup record {count} of {path} failed: {exc}") from None
+    except Exception as exc:  # a corrupt record
+        raise InvalidArgument(f"warmup record {count} of {path} is unreadable: "
+                              f"{type(exc).__name__}: {exc}") from None
