@@ -20,10 +20,12 @@ import numpy as np
 
 from edgeseg.errors import InvalidArgument, Unimplemented
 from edgeseg.serving import signatures
+from edgeseg.serving.core_protocol import Core
 from edgeseg.serving.predict import fill_model_spec
 from edgeseg.serving.tensors import array_dtype_name, dtype_name
 from edgeseg.wire.apis import classification_pb2, inference_pb2, regression_pb2
 from edgeseg.wire.framework import types_pb2
+from edgeseg.wire.schema import Message
 
 CLASSES = "classes"
 SCORES = "scores"
@@ -73,7 +75,7 @@ def _check_batch(value: np.ndarray, batch: int, what: str) -> None:
 
 
 def classify_with(model: Any, signature: Any, examples: np.ndarray,
-                  result: classification_pb2.ClassificationResult, timeout_ms: int = 0) -> None:
+                  result: Message, timeout_ms: int = 0) -> None:
     aliases = [a for a in (CLASSES, SCORES) if a in signature.outputs]
     if not aliases:
         raise InvalidArgument(
@@ -93,7 +95,9 @@ def classify_with(model: Any, signature: Any, examples: np.ndarray,
     if scores is not None and scores.dtype != np.float32:
         raise InvalidArgument(f"Expected scores Tensor of DT_FLOAT, got "
                               f"{array_dtype_name(scores)}")
-    width = (scores if scores is not None else classes).shape[1]
+    present = scores if scores is not None else classes
+    assert present is not None  # the signature check above requires one of them
+    width = present.shape[1]
     for i in range(len(examples)):
         classification = result.classifications.add()
         for j in range(width):
@@ -106,7 +110,7 @@ def classify_with(model: Any, signature: Any, examples: np.ndarray,
 
 
 def regress_with(model: Any, signature: Any, examples: np.ndarray,
-                 result: regression_pb2.RegressionResult, timeout_ms: int = 0) -> None:
+                 result: Message, timeout_ms: int = 0) -> None:
     if OUTPUTS not in signature.outputs or len(signature.outputs) != 1:
         raise InvalidArgument("Expected one output Tensor named outputs.")
     (value,) = _run_on_examples(model, signature, examples, [OUTPUTS], timeout_ms)
@@ -120,7 +124,7 @@ def regress_with(model: Any, signature: Any, examples: np.ndarray,
         result.regressions.add().value = float(v)
 
 
-def _answer(core: Any, request: Any, method: str, response: Any, fill: Any,
+def _answer(core: Core, request: Any, method: str, response: Any, fill: Any,
             timeout_ms: int) -> Any:
     """Classify and Regress share everything but the signature method and the filling."""
     examples = serialized_examples(request.input)
@@ -133,14 +137,14 @@ def _answer(core: Any, request: Any, method: str, response: Any, fill: Any,
         return response
 
 
-def classify(core: Any, request: Any,
-             timeout_ms: int = 0) -> classification_pb2.ClassificationResponse:
+def classify(core: Core, request: Any,
+             timeout_ms: int = 0) -> Message:
     return _answer(core, request, signatures.CLASSIFY_METHOD,
                    classification_pb2.ClassificationResponse(), classify_with, timeout_ms)
 
 
-def regress(core: Any, request: Any,
-            timeout_ms: int = 0) -> regression_pb2.RegressionResponse:
+def regress(core: Core, request: Any,
+            timeout_ms: int = 0) -> Message:
     return _answer(core, request, signatures.REGRESS_METHOD,
                    regression_pb2.RegressionResponse(), regress_with, timeout_ms)
 
@@ -163,7 +167,7 @@ def _check_tasks(tasks: Any) -> None:
             raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
 
 
-def multi_inference(core: Any, request: Any) -> inference_pb2.MultiInferenceResponse:
+def multi_inference(core: Core, request: Any) -> Message:
     _check_tasks(request.tasks)
     examples = serialized_examples(request.input)
     response = inference_pb2.MultiInferenceResponse()

@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from edgeseg.errors import DeadlineExceeded, EdgesegError
 from edgeseg.serving import classify, model_service, predict, profiler
+from edgeseg.serving.core_protocol import Core
 from edgeseg.serving.metrics import SERVING, spec_labels
 from edgeseg.wire.services import model_service_pb2_grpc, prediction_service_pb2_grpc
 
@@ -47,7 +48,7 @@ def deadline_ms(context: grpc.ServicerContext) -> int:
     return max(1, math.ceil(remaining * 1000))
 
 
-def _call(api: str, fn: Callable[[Any, Any], Any], core: Any, request: Any,
+def _call(api: str, fn: Callable[[Any, Any], Any], core: Core, request: Any,
           context: grpc.ServicerContext) -> Any:
     started = time.perf_counter()
     status, response = "OK", None
@@ -66,8 +67,13 @@ def _call(api: str, fn: Callable[[Any, Any], Any], core: Any, request: Any,
                                 time.perf_counter() - started)
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core: Any) -> None:
+# built at run time (edgeseg.wire.services): Any to the type checker
+_PredictionBase: Any = prediction_service_pb2_grpc.PredictionServiceServicer
+_ModelBase: Any = model_service_pb2_grpc.ModelServiceServicer
+
+
+class PredictionServicer(_PredictionBase):
+    def __init__(self, core: Core) -> None:
         self._core = core
 
     def Predict(self, request, context):  # noqa: N802 - names fixed by the proto
@@ -88,8 +94,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                      context)
 
 
-class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, core: Any) -> None:
+class ModelServicer(_ModelBase):
+    def __init__(self, core: Core) -> None:
         self._core = core
 
     def GetModelStatus(self, request, context):  # noqa: N802
@@ -100,7 +106,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                      request, context)
 
 
-def add_services(server: grpc.Server, core: Any, health_servicer: Any = None,
+def add_services(server: grpc.Server, core: Core, health_servicer: Any = None,
                  with_profiler: bool = True) -> None:
     """TF Serving's services on ``server``; ``tensorflow.ProfilerService`` too when
     ``with_profiler`` (profiler.wanted: it needs TensorFlow imported)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from edgeseg.errors import InvalidArgument
 from edgeseg.serving.tensors import dtype_name, numpy_dtype
 from edgeseg.wire.apis import input_pb2
 from edgeseg.wire.framework import example_pb2, feature_pb2, types_pb2
+from edgeseg.wire.schema import Message
 
 PREDICT_KEYS = {"signature_name", "instances", "inputs"}
 
@@ -232,15 +233,16 @@ def predict_outputs(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict
     if len(outputs) == 1:
         ((alias, value),) = outputs.items()
         return {"predictions": to_json(value, alias)}
+    batch_size = cast(int, sizes.pop())  # one size, not None: checked above
     rows = [{a: to_json(np.asarray(v[i], dtype=v.dtype), a) for a, v in outputs.items()}
-            for i in range(sizes.pop())]
+            for i in range(batch_size)]
     return {"predictions": rows}
 
 
 EXAMPLES_KEYS = {"signature_name", "context", "examples"}
 
 
-def _feature(value: Any, where: str) -> feature_pb2.Feature:
+def _feature(value: Any, where: str) -> Message:
     values = value if isinstance(value, list) else [value]
     feature = feature_pb2.Feature()
     if all(isinstance(v, str) or _is_b64(v) for v in values):
@@ -259,7 +261,7 @@ def _feature(value: Any, where: str) -> feature_pb2.Feature:
     return feature
 
 
-def _example(features: Any, where: str) -> example_pb2.Example:
+def _example(features: Any, where: str) -> Message:
     if not isinstance(features, dict):
         raise InvalidArgument(f"{where}: expected an object of features, got "
                               f"{json_type(features)}")
@@ -269,7 +271,7 @@ def _example(features: Any, where: str) -> example_pb2.Example:
     return example
 
 
-def examples_input(body: Any) -> input_pb2.Input:
+def examples_input(body: Any) -> Message:
     """The tf.Example Input of a :classify or :regress body."""
     if not isinstance(body, dict):
         raise InvalidArgument(f"the request body must be a JSON object, got {json_type(body)}")

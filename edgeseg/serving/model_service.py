@@ -16,6 +16,7 @@ from typing import Any
 
 from edgeseg.errors import InvalidArgument, NotFound
 from edgeseg.serving.config import models_from_proto
+from edgeseg.serving.core_protocol import Core
 from edgeseg.serving.predict import fill_model_spec
 from edgeseg.serving.servable import Servable
 from edgeseg.wire.apis import (
@@ -23,11 +24,12 @@ from edgeseg.wire.apis import (
     get_model_status_pb2,
     model_management_pb2,
 )
+from edgeseg.wire.schema import Message
 
 SIGNATURE_DEF = "signature_def"
 
 
-def get_model_metadata(core: Any, request: Any) -> get_model_metadata_pb2.GetModelMetadataResponse:
+def get_model_metadata(core: Core, request: Any) -> Message:
     if not request.metadata_field:
         raise InvalidArgument("GetModelMetadataRequest must specify at least one metadata_field")
     for field in request.metadata_field:
@@ -55,7 +57,7 @@ def _fill_status(out: Any, servable: Servable) -> None:
         out.status.error_message = error.message
 
 
-def get_model_status(core: Any, request: Any) -> get_model_status_pb2.GetModelStatusResponse:
+def get_model_status(core: Core, request: Any) -> Message:
     spec = request.model_spec
     if not spec.name:
         raise InvalidArgument("Missing ModelSpec name")
@@ -71,7 +73,7 @@ def get_model_status(core: Any, request: Any) -> get_model_status_pb2.GetModelSt
     return response
 
 
-def reload_config(core: Any, request: Any) -> model_management_pb2.ReloadConfigResponse:
+def reload_config(core: Core, request: Any) -> Message:
     if request.config.WhichOneof("config") != "model_config_list":
         raise InvalidArgument("ReloadConfigRequest.config must hold a model_config_list")
     models = models_from_proto(request.config, "ReloadConfigRequest",

@@ -15,10 +15,12 @@ from typing import Any
 
 from edgeseg.errors import EdgesegError
 from edgeseg.serving import signatures, tensors
-from edgeseg.wire.apis import model_pb2, predict_pb2
+from edgeseg.serving.core_protocol import Core
+from edgeseg.wire.apis import predict_pb2
+from edgeseg.wire.schema import Message
 
 
-def fill_model_spec(out: model_pb2.ModelSpec, name: str, version: int,
+def fill_model_spec(out: Message, name: str, version: int,
                     signature_name: str | None = None) -> None:
     out.name = name
     out.version.value = version
@@ -42,8 +44,8 @@ def run_signature(model: Any, signature: Any, inputs: dict[str, Any],
     return dict(zip(aliases, results, strict=True))
 
 
-def predict(core: Any, request: predict_pb2.PredictRequest,
-            timeout_ms: int = 0) -> predict_pb2.PredictResponse:
+def predict(core: Core, request: Message,
+            timeout_ms: int = 0) -> Message:
     """The reply to ``request``; with ``timeout_ms`` > 0 (REST's --rest_api_timeout_in_ms, a
     gRPC client's deadline) the run is cancelled past it and DEADLINE_EXCEEDED is raised."""
     with core.handle(request.model_spec) as handle:

@@ -41,6 +41,7 @@ import grpc
 
 from edgeseg.errors import EdgesegError, Internal, InvalidArgument, Unavailable
 from edgeseg.serving import textproto
+from edgeseg.wire.schema import MessageClass
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class Profiler:
             raise Internal(f"cannot write the profile to {final}: {exc.strerror}") from None
 
 
-def _unary(fn, request_class: type | None = None) -> grpc.RpcMethodHandler:  # noqa: ANN001
+def _unary(fn, request_class: MessageClass | None = None) -> grpc.RpcMethodHandler:  # noqa: ANN001
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         from edgeseg.serving.grpc_api import grpc_code  # noqa: PLC0415 - no import cycle
 

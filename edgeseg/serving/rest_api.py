@@ -34,6 +34,7 @@ from typing import Any
 from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status, Unavailable
 from edgeseg.metrics import exposition
 from edgeseg.serving import classify, json_codec, model_service, protocompat, signatures
+from edgeseg.serving.core_protocol import Core
 from edgeseg.serving.health import readiness
 from edgeseg.serving.http_message import Limits, Request, Response, json_response
 from edgeseg.serving.http_server import HttpServer
@@ -46,6 +47,7 @@ from edgeseg.wire.apis import (
     model_pb2,
     regression_pb2,
 )
+from edgeseg.wire.schema import Message
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def http_code(error: EdgesegError) -> int:
     return HTTP_CODES.get(error.status, 500)
 
 
-def _spec(match: re.Match) -> model_pb2.ModelSpec:
+def _spec(match: re.Match) -> Message:
     spec = model_pb2.ModelSpec(name=match["name"])
     if match["version"] is not None:
         spec.version.value = int(match["version"])
@@ -83,12 +85,12 @@ def _as_json(message: Any) -> dict:
     return protocompat.message_to_dict(message)
 
 
-def model_status(core: Any, spec: model_pb2.ModelSpec) -> dict:
+def model_status(core: Core, spec: Message) -> dict:
     request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
     return _as_json(model_service.get_model_status(core, request))
 
 
-def model_metadata(core: Any, spec: model_pb2.ModelSpec) -> dict:
+def model_metadata(core: Core, spec: Message) -> dict:
     request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec)
     request.metadata_field.append(model_service.SIGNATURE_DEF)
     response = model_service.get_model_metadata(core, request)
@@ -98,7 +100,7 @@ def model_metadata(core: Any, spec: model_pb2.ModelSpec) -> dict:
             "metadata": {model_service.SIGNATURE_DEF: _as_json(signature_map)}}
 
 
-def predict(core: Any, spec: model_pb2.ModelSpec, body: Any, timeout_ms: int = 0) -> dict:
+def predict(core: Core, spec: Message, body: Any, timeout_ms: int = 0) -> dict:
     name = body.get("signature_name", "") if isinstance(body, dict) else ""
     if not isinstance(name, str):
         raise InvalidArgument("'signature_name' must be a string")
@@ -109,7 +111,7 @@ def predict(core: Any, spec: model_pb2.ModelSpec, body: Any, timeout_ms: int = 0
     return json_codec.predict_outputs(outputs, row_format)
 
 
-def classify_or_regress(core: Any, spec: model_pb2.ModelSpec, verb: str, body: Any,
+def classify_or_regress(core: Core, spec: Message, verb: str, body: Any,
                         timeout_ms: int = 0) -> dict:
     request_input = json_codec.examples_input(body)
     signature_name = body.get("signature_name", "")
@@ -128,7 +130,7 @@ class Routes:
     """The REST API over the core: ``Routes(...)(request) -> Response``, thread-safe (it
     holds no per-request state); the transport is http_server.py."""
 
-    def __init__(self, core: Any, max_body_bytes: int, metrics_path: str | None = None,
+    def __init__(self, core: Core, max_body_bytes: int, metrics_path: str | None = None,
                  timeout_ms: int = 0) -> None:
         self.core, self.max_body_bytes = core, max_body_bytes
         self.metrics_path = metrics_path  # Prometheus text on GET here, when set
@@ -204,7 +206,7 @@ class RestServer:
     """TF Serving's REST API on host:port: :class:`Routes` on an :class:`HttpServer`,
     its connections and requests in the metrics (transport "rest")."""
 
-    def __init__(self, core: Any, host: str, port: int, limits: Limits,
+    def __init__(self, core: Core, host: str, port: int, limits: Limits,
                  context: ssl.SSLContext | None = None, metrics_path: str | None = None,
                  timeout_ms: int = 0) -> None:
         routes = Routes(core, limits.max_body_bytes, metrics_path, timeout_ms)

@@ -52,7 +52,7 @@ def warmup_file(version_path: str | Path) -> Path:
     return Path(version_path) / "assets.extra" / WARMUP_FILE
 
 
-def _replay_one(core: _OneModel, log: Any) -> None:
+def _replay_one(core: Any, log: Any) -> None:  # a _OneModel: duck-typed, not a Core
     from edgeseg.serving import classify, predict  # noqa: PLC0415 - they import warmup
 
     kind = log.WhichOneof("log_type")
