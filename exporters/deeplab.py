@@ -24,6 +24,7 @@ import numpy as np
 
 from edgeseg.errors import InvalidArgument, NotFound
 from edgeseg.labels import default_class_names
+from edgeseg.model_contract import IMAGES
 from exporters.model import Preprocessing, SegmentationModel
 
 # MobileNetV2 inverted-residual stages: expansion t, channels c, repeats n, stride s.
@@ -184,7 +185,7 @@ def build_keras_model(cfg: DeepLabConfig, seed: int = 0) -> Any:
     from tensorflow import keras
 
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape=(*cfg.input_size, 3), name="images")
+    inputs = keras.Input(shape=(*cfg.input_size, 3), name=IMAGES)
     model = keras.Model(inputs, deeplab_v3(inputs, KerasOps(), cfg), name="deeplabv3")
     rng = np.random.default_rng(seed)
     for layer in model.layers:
