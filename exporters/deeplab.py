@@ -319,10 +319,11 @@ def weights_from_tflite(path: str | Path, weights: dict[str, np.ndarray]
     of ``weights`` (:func:`folded_weights` of a model of the same configuration), so
     that tests and benchmarks export the built-in DeepLab with weights that mean
     something. Every name and shape must match."""
-    from exporters import tflite, tflite_ops
+    from exporters import tflite
+    from exporters.tflite_weights import plan_weights
 
     fb = tflite.read(path)
-    values, specs = tflite_ops.plan_weights(fb)
+    values, specs = plan_weights(fb)
     out: dict[str, np.ndarray] = {}
     for op in fb.operators:
         if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
