@@ -5,10 +5,10 @@ rebuild by name and index (:func:`exporters.tflite_ops.check_supported`; each op
 options, builder and filter layout are its one entry in ``tflite_ops.OPS``), turns every
 float or quantized constant into a float32 variable (:mod:`exporters.tflite_weights`)
 and describes the rest to the one writer: input size and class count from the
-flatbuffer, pre-processing from the input tensor's own quantization (a uint8 input with scale 1/128 and zero point 128 takes raw
-RGB 0..255), ``quantization="own"`` so that ``serve_quantized`` applies the
-flatbuffer's own int8 parameters (:mod:`exporters.tflite_graph`,
-:mod:`exporters.tflite_quant`).
+flatbuffer, pre-processing from the input tensor's own quantization (a uint8 input
+with scale 1/128 and zero point 128 takes raw RGB 0..255), ``quantization="own"`` so
+that ``serve_quantized`` applies the flatbuffer's own int8 parameters
+(:mod:`exporters.tflite_graph`, :mod:`exporters.tflite_quant`).
 
 Reading contract: :func:`read` either returns a :class:`Flatbuffer` whose every constant
 tensor's data is present and of the size its shape needs, or raises — a truncated
