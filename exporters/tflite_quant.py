@@ -20,7 +20,7 @@ import numpy as np
 
 # TFLite enums (schema.fbs): Padding, ActivationFunctionType, TensorType.
 PADDING = {0: "SAME", 1: "VALID"}
-ACTIVATIONS = {0: None, 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
+ACTIVATIONS: dict[int, str | None] = {0: None, 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
 INT64, INT32 = 4, 2
 
 
@@ -55,5 +55,5 @@ def activation_range(code: int, scale: float, zero: int, qmin: int, qmax: int
         return zero + int(np.sign(v) * np.floor(abs(v) / scale + 0.5))
 
     bounds = {"RELU": (zero, qmax), "RELU6": (zero, quantize(6.0)),
-              "RELU_N1_TO_1": (quantize(-1.0), quantize(1.0))}.get(kind, (qmin, qmax))
+              "RELU_N1_TO_1": (quantize(-1.0), quantize(1.0))}.get(kind or "", (qmin, qmax))
     return float(max(qmin, bounds[0])), float(min(qmax, bounds[1]))

@@ -40,11 +40,11 @@ def plan_weights(fb: Any) -> tuple[dict[str, np.ndarray], dict[int, WeightSpec]]
     """Every float or quantized constant becomes a float32 variable in TF layout."""
     roles: dict[int, tuple[str, int]] = {}
     for op in fb.operators:
-        spec = OPS.get(op.name)
-        if spec is None or spec.filter is None:
+        op_spec = OPS.get(op.name)
+        if op_spec is None or op_spec.filter is None:
             continue
-        channels = fb.tensors[op.inputs[0]].shape[-1] if spec.filter == "depthwise" else 0
-        roles[op.inputs[1]] = (spec.filter, channels)
+        channels = fb.tensors[op.inputs[0]].shape[-1] if op_spec.filter == "depthwise" else 0
+        roles[op.inputs[1]] = (op_spec.filter, channels)
     weights: dict[str, np.ndarray] = {}
     specs: dict[int, WeightSpec] = {}
     for tensor in fb.tensors:
