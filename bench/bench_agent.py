@@ -47,6 +47,7 @@ from edgeseg.agent import protos  # noqa: E402
 from edgeseg.agent.config import ServerConfig  # noqa: E402
 from edgeseg.agent.inference import build_request, read_response  # noqa: E402
 from edgeseg.agent.tensors import to_tensor  # noqa: E402
+from edgeseg.model_contract import HEIGHT, IMAGES, PREDICT_IMAGES, WIDTH  # noqa: E402
 
 
 def free_port() -> int:
@@ -166,11 +167,11 @@ def run_naive(args, server: str, broker: int, clip_frames: list[np.ndarray]):
                 time.sleep(wait)
             req = protos.PredictRequest()
             req.model_spec.name = "deeplab"
-            req.model_spec.signature_name = "predict_images"
+            req.model_spec.signature_name = PREDICT_IMAGES
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB).astype(np.float32)[np.newaxis]
-            req.inputs["images"].CopyFrom(to_tensor(rgb))
-            req.inputs["height"].CopyFrom(to_tensor(np.array([h], np.int32)))
-            req.inputs["width"].CopyFrom(to_tensor(np.array([w], np.int32)))
+            req.inputs[IMAGES].CopyFrom(to_tensor(rgb))
+            req.inputs[HEIGHT].CopyFrom(to_tensor(np.array([h], np.int32)))
+            req.inputs[WIDTH].CopyFrom(to_tensor(np.array([w], np.int32)))
             class_map, _ = read_response(predict(req, timeout=60), (h, w))
             client.publish(contract.Topics("bench/naive").mask, contract.encode_mask(class_map),
                            0)

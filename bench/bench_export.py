@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from bench.common import interleaved, median_ms, p90_ms, table  # noqa: E402
+from edgeseg.model_contract import IMAGES, SERVING_DEFAULT, TAG_FLOAT, TAG_QUANTIZED  # noqa: E402
 
 
 def main() -> None:
@@ -69,11 +70,11 @@ def main() -> None:
             ["saved_model.pb, both graphs (MB)", f"{pb / 1e6:.2f}"],
         ]))
         frame = synthetic_image(size, size)[None]
-        with graphs.loaded(result.path, "serve") as run_float, \
-                graphs.loaded(result.path, "serve_quantized") as run_int8:
+        with graphs.loaded(result.path, TAG_FLOAT) as run_float, \
+                graphs.loaded(result.path, TAG_QUANTIZED) as run_int8:
             times = interleaved({
-                "serve": lambda: run_float("serving_default", {"images": frame}),
-                "serve_quantized": lambda: run_int8("serving_default", {"images": frame}),
+                "serve": lambda: run_float(SERVING_DEFAULT, {IMAGES: frame}),
+                "serve_quantized": lambda: run_int8(SERVING_DEFAULT, {IMAGES: frame}),
             }, runs=args.runs)
     base = median_ms(times["serve"])
     print(f"\nper-frame latency, {size}x{size} uint8 in, uint8 map out, in-process, "

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.model_contract import IMAGES, SERVING_DEFAULT, TAGS
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PHOTOS = ("astronaut.png", "grace_hopper.bmp", "chelsea.png", "bird_segmentation.bmp",
@@ -117,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         result = export(model, Path(tmp) / "model")
         export_s = time.perf_counter() - started
-        for tag in ("serve", "serve_quantized"):
+        for tag in TAGS:
             with graphs.loaded(result.path, tag) as runner:
                 def run(frame: np.ndarray, runner=runner) -> np.ndarray:
-                    return runner("serving_default", {"images": frame[None]})[0]
+                    return runner(SERVING_DEFAULT, {IMAGES: frame[None]})[0]
                 rows.append((f"SavedModel {tag}", *timed(run, frames, args.repeats)))
 
     reference = rows[0][1]

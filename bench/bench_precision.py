@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import interleaved, median_ms, p90_ms, table  # noqa: E402
+from edgeseg.model_contract import IMAGES, SEGMENTATION_MAP, SERVING_DEFAULT, TAG_FLOAT  # noqa: E402
 
 SHARED = Path(os.environ.get("EDGESEG_SHARED", REPO.parent / "shared"))
 VOC = SHARED / "models" / "deeplab" / "deeplabv3_mnv2_pascal_quant.tflite"
@@ -73,16 +74,16 @@ def main() -> None:
         what = str(base) if args.model else export(base)
         version = base / str(max(int(p.name) for p in base.iterdir() if p.name.isdigit()))
         precision = mixed_precision(True, visible_gpus(), cpu_flags())
-        models = {"float32": Loader(version, ["serve"], session_config(precision=OFF)).load()}
+        models = {"float32": Loader(version, [TAG_FLOAT], session_config(precision=OFF)).load()}
         if precision.mode != UNSUPPORTED:
-            models[precision.mode] = Loader(version, ["serve"],
+            models[precision.mode] = Loader(version, [TAG_FLOAT],
                                             session_config(precision=precision.mode)).load()
-        signature = models["float32"].signature_defs["serving_default"]
-        images = signature.inputs["images"]
+        signature = models["float32"].signature_defs[SERVING_DEFAULT]
+        images = signature.inputs[IMAGES]
         dims = [d.size for d in images.tensor_shape.dim]
         height, width = (dims[1], dims[2]) if len(dims) == 4 and dims[1] > 0 else (513, 513)
         feed = {images.name: frame(height, width)}
-        fetch = [signature.outputs["segmentation_map"].name]
+        fetch = [signature.outputs[SEGMENTATION_MAP].name]
         calls = {name: (lambda m=m: m.run(feed, fetch)[0]) for name, m in models.items()}
         maps = {name: call() for name, call in calls.items()}
         took = interleaved(calls, runs=args.runs)

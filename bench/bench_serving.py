@@ -36,6 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import interleaved, table  # noqa: E402
+from edgeseg.model_contract import (  # noqa: E402
+    IMAGES,
+    PREDICT_ENCODED,
+    SEGMENTATION_MAP,
+    SERVING_DEFAULT,
+    TAG_FLOAT,
+)
 
 READY = re.compile(r"gRPC listening on 127\.0\.0\.1:(\d+)")
 
@@ -144,10 +151,10 @@ def main() -> None:
         proc, port = start_server(base, Path(tmp) / "server.log")
         try:
             frame = np.random.default_rng(0).integers(0, 255, (1, size, size, 3), np.uint8)
-            model = Loader(base / str(version), ["serve"]).load()
-            signature = model.signature_defs["serving_default"]
-            feed_name = signature.inputs["images"].name
-            fetch = [signature.outputs["segmentation_map"].name]
+            model = Loader(base / str(version), [TAG_FLOAT]).load()
+            signature = model.signature_defs[SERVING_DEFAULT]
+            feed_name = signature.inputs[IMAGES].name
+            fetch = [signature.outputs[SEGMENTATION_MAP].name]
 
             def in_process():
                 return model.run({feed_name: frame}, fetch)[0]
@@ -157,11 +164,11 @@ def main() -> None:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             request = predict_pb2.PredictRequest()
             request.model_spec.name = "deeplab"
-            request.inputs["images"].CopyFrom(tf.make_tensor_proto(frame))
+            request.inputs[IMAGES].CopyFrom(tf.make_tensor_proto(frame))
 
             def over_grpc():
                 response = stub.Predict(request, timeout=120)
-                return decode(response.outputs["segmentation_map"])
+                return decode(response.outputs[SEGMENTATION_MAP])
 
             assert np.array_equal(in_process(), over_grpc()), "gRPC and in-process disagree"
             one = interleaved({"in-process": in_process, "gRPC": over_grpc}, runs=args.runs)
@@ -204,8 +211,8 @@ def _grpc_call(port: int, frame):  # noqa: ANN001, ANN202
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "deeplab"
-    request.inputs["images"].CopyFrom(tf.make_tensor_proto(frame))
-    return lambda: decode(stub.Predict(request, timeout=300).outputs["segmentation_map"])
+    request.inputs[IMAGES].CopyFrom(tf.make_tensor_proto(frame))
+    return lambda: decode(stub.Predict(request, timeout=300).outputs[SEGMENTATION_MAP])
 
 
 def _rest_call(url: str, body: dict):  # noqa: ANN202
@@ -237,7 +244,7 @@ def issue5_tables(base: Path, size: int, runs: int, tmp: Path) -> None:
             "gRPC uint8 tensor": _grpc_call(plain_port, frame),
             "REST JSON instances": _rest_call(url, {"instances": frame.tolist()}),
             "REST b64 JPEG (predict_encoded)": _rest_call(
-                url, {"signature_name": "predict_encoded", "instances": [{"b64": jpeg}]}),
+                url, {"signature_name": PREDICT_ENCODED, "instances": [{"b64": jpeg}]}),
         }
         times = interleaved(paths, runs=max(5, runs // 3))
         first = percentile_ms(times["gRPC uint8 tensor"], 0.5)

@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import interleaved, median_ms, p90_ms, table  # noqa: E402
+from edgeseg.model_contract import IMAGES, SERVING_DEFAULT, TAG_FLOAT, TAG_QUANTIZED, TFLITE_FILE  # noqa: E402
 
 PHOTOS = ("astronaut.png", "grace_hopper.bmp", "chelsea.png", "bird_segmentation.bmp",
           "dog_segmentation.bmp", "coffee.png")
@@ -105,10 +106,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, (result, export_s) in export_models(shared, Path(tmp), args.only).items():
             card = result.tflite.card()
-            data = (result.path / "model.tflite").read_bytes()
+            data = (result.path / TFLITE_FILE).read_bytes()
             xnnpack = tflite_export.runner(data, threads=args.threads)
-            with graphs.loaded(result.path, "serve_quantized") as run:
-                expected = [run("serving_default", {"images": f[None]})[0] for f in photos]
+            with graphs.loaded(result.path, TAG_QUANTIZED) as run:
+                expected = [run(SERVING_DEFAULT, {IMAGES: f[None]})[0] for f in photos]
             xnn_agree = [float(np.mean(xnnpack(f) == e)) for f, e in zip(photos, expected,
                                                                            strict=True)]
             rows.append([label, f"{export_s:.1f}",
@@ -120,12 +121,12 @@ def main() -> None:
             if label.startswith("coral"):
                 runners["LiteRT source .tflite alone (XNNPACK)"] = source_runner(
                     shared / CORAL, frame, args.threads)
-            with graphs.loaded(result.path, "serve") as run_float, \
-                    graphs.loaded(result.path, "serve_quantized") as run_int8:
+            with graphs.loaded(result.path, TAG_FLOAT) as run_float, \
+                    graphs.loaded(result.path, TAG_QUANTIZED) as run_int8:
                 runners["serve (TF, float)"] = lambda run=run_float: run(
-                    "serving_default", {"images": frame[None]})
+                    SERVING_DEFAULT, {IMAGES: frame[None]})
                 runners["serve_quantized (TF)"] = lambda run=run_int8: run(
-                    "serving_default", {"images": frame[None]})
+                    SERVING_DEFAULT, {IMAGES: frame[None]})
                 times = interleaved(runners, runs=args.runs)
             latency[label] = times
     print(f"export cost and agreement with serve_quantized on {len(PHOTOS)} photos "

@@ -39,6 +39,7 @@ from bench.bench_serving import (  # noqa: E402
     stop_server,
 )
 from bench.common import interleaved, table  # noqa: E402
+from edgeseg.model_contract import SEGMENTATION_MAP, SERVING_DEFAULT, TFLITE_FILE  # noqa: E402
 
 SHARED = Path(os.environ.get("EDGESEG_SHARED", REPO.parent / "shared"))
 CORAL = SHARED / "models" / "deeplab" / "deeplabv3_mnv2_pascal_quant.tflite"
@@ -59,9 +60,9 @@ def prepare(base: Path) -> Path:
         subprocess.run([sys.executable, "-m", "edgeseg", "export", str(CORAL), "--output",
                         str(base), "--version", "1", "--quiet"], cwd=REPO, check=True)
     version = base / str(max(int(p.name) for p in base.iterdir() if p.name.isdigit()))
-    if not (version / "model.tflite").is_file():
+    if not (version / TFLITE_FILE).is_file():
         print("the export has no model.tflite: placing the Coral flatbuffer there", flush=True)
-        shutil.copy(CORAL, version / "model.tflite")
+        shutil.copy(CORAL, version / TFLITE_FILE)
     return version
 
 
@@ -84,9 +85,9 @@ class Client:
         meta.model_spec.name = "deeplab"
         sigs = get_model_metadata_pb2.SignatureDefMap()
         self.stub.GetModelMetadata(meta, timeout=60).metadata["signature_def"].Unpack(sigs)
-        sig = sigs.signature_def["serving_default"]
+        sig = sigs.signature_def[SERVING_DEFAULT]
         (alias,) = sig.inputs
-        self.output = "segmentation_map" if "segmentation_map" in sig.outputs else next(
+        self.output = SEGMENTATION_MAP if SEGMENTATION_MAP in sig.outputs else next(
             iter(sig.outputs))
         self.request = predict_pb2.PredictRequest()
         self.request.model_spec.name = "deeplab"
@@ -150,7 +151,7 @@ def main() -> None:
                 print(f"starting {name}…", flush=True)
                 procs[name], port = start_server(base, Path(tmp) / f"s{i}.log", *common, *flags)
                 clients[name] = Client(port, frame)
-            latency_tables(clients, litert_invoke(version / "model.tflite", frame, threads),
+            latency_tables(clients, litert_invoke(version / TFLITE_FILE, frame, threads),
                            served_in_process(version, frame, threads), threads, args.runs, np)
             pool = clients["model.tflite, 2 interpreters"]
             rounds = max(4, args.runs // 2)
@@ -184,7 +185,7 @@ def served_in_process(version: Path, frame, threads: int):  # noqa: ANN001, ANN2
     from edgeseg.serving.warmup import _OneModel
 
     model = TfLiteLoader(version, TfLiteOptions(1, 1, threads), warmup=False).load()
-    (alias,) = model.signature_defs["serving_default"].inputs
+    (alias,) = model.signature_defs[SERVING_DEFAULT].inputs
     request = predict_pb2.PredictRequest()
     encode(frame, content=True, out=request.inputs[alias])
     core = _OneModel(model)

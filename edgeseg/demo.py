@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from edgeseg.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
+from edgeseg.model_contract import ASSETS_EXTRA, LABELS_FILE, TFLITE_FILE
 from edgeseg.progress import Progress
 
 REAL_MODEL = "deeplabv3-mnv2-voc"
@@ -205,7 +206,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def tflite_flags(version_dir: Path, progress: Progress) -> list[str]:
     """The server flags for --tflite, or a clear refusal when the export has no file."""
-    tflite = version_dir / "model.tflite"
+    tflite = version_dir / TFLITE_FILE
     if not tflite.is_file():
         raise FailedPrecondition(
             f"--tflite: the export {version_dir} has no model.tflite, so there is no int8 "
@@ -254,7 +255,7 @@ def main(argv: list[str]) -> int:
                       "--pace", str(args.fps), "--server", f"127.0.0.1:{grpc_port}",
                       "--model", "deeplab", "--mqtt", mqtt, "--device-id", "demo",
                       "--camera", "cam0", "--labels",
-                      str(version_dir / "assets.extra" / "labels.txt"),
+                      str(version_dir / ASSETS_EXTRA / LABELS_FILE),
                       "--preview-port", str(preview_port), "--publish-frames", "1"]
         if args.frames:
             agent_argv += ["--max-frames", str(args.frames)]

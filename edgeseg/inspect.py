@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import DataLoss, NotFound
+from edgeseg.model_contract import ASSETS_EXTRA, LABELS_FILE, TFLITE_FILE
 
 
 def resolve_version_dir(path: Path) -> Path:
@@ -96,9 +97,9 @@ def describe(version_dir: Path) -> dict[str, Any]:
     files = sorted(variables.iterdir()) if variables.is_dir() else []
     facts["variables_bytes"] = sum(p.stat().st_size for p in files)
     facts["variables_files"] = [p.name for p in files]
-    facts["tflite"] = _tflite(version_dir / "model.tflite")
-    facts["assets_extra"] = _assets(version_dir / "assets.extra")
-    card = version_dir / "assets.extra" / "model_card.json"
+    facts["tflite"] = _tflite(version_dir / TFLITE_FILE)
+    facts["assets_extra"] = _assets(version_dir / ASSETS_EXTRA)
+    card = version_dir / ASSETS_EXTRA / "model_card.json"
     facts["model_card"] = json.loads(card.read_text(encoding="utf-8")) if card.is_file() else None
     return facts
 
@@ -137,7 +138,7 @@ def _assets(folder: Path) -> dict[str, Any]:
         entry: dict[str, Any] = {"bytes": path.stat().st_size}
         if path.name == "tf_serving_warmup_requests":
             entry["records"] = count_tfrecords(path)
-        elif path.name == "labels.txt":
+        elif path.name == LABELS_FILE:
             entry["classes"] = sum(1 for line in path.read_text(encoding="utf-8").splitlines()
                                    if line.strip())
         out[path.name] = entry

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgeseg.errors import InvalidArgument, NotFound
 from edgeseg.labels import default_class_names
+from edgeseg.model_contract import IMAGES
 from exporters.model import Preprocessing, SegmentationModel
 
 # MobileNetV2 inverted-residual stages: expansion t, channels c, repeats n, stride s.
@@ -184,7 +185,7 @@ def build_keras_model(cfg: DeepLabConfig, seed: int = 0) -> Any:
     from tensorflow import keras
 
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape=(*cfg.input_size, 3), name="images")
+    inputs = keras.Input(shape=(*cfg.input_size, 3), name=IMAGES)
     model = keras.Model(inputs, deeplab_v3(inputs, KerasOps(), cfg), name="deeplabv3")
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -318,10 +319,11 @@ def weights_from_tflite(path: str | Path, weights: dict[str, np.ndarray]
     of ``weights`` (:func:`folded_weights` of a model of the same configuration), so
     that tests and benchmarks export the built-in DeepLab with weights that mean
     something. Every name and shape must match."""
-    from exporters import tflite, tflite_ops
+    from exporters import tflite
+    from exporters.tflite_weights import plan_weights
 
     fb = tflite.read(path)
-    values, specs = tflite_ops.plan_weights(fb)
+    values, specs = plan_weights(fb)
     out: dict[str, np.ndarray] = {}
     for op in fb.operators:
         if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):

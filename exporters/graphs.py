@@ -18,6 +18,15 @@ import numpy as np
 import tensorflow as tf
 
 from edgeseg.errors import Internal
+from edgeseg.model_contract import (
+    HEIGHT,
+    IMAGES,
+    PREDICT_ENCODED,
+    PREDICT_IMAGES,
+    SEGMENTATION_MAP,
+    SERVING_DEFAULT,
+    WIDTH,
+)
 from edgeseg.progress import Progress
 from exporters.model import SegmentationModel
 from exporters.quantize import ActivationRanges, fake_quant_activation, fake_quant_per_channel
@@ -83,11 +92,11 @@ def build_graph(model: SegmentationModel, quantized: bool,
                 initializer=tf.compat.v1.zeros_initializer(), use_resource=True)
 
         def context_for(signature: str) -> _Context:
-            record = built.activations if signature == "serving_default" else None
+            record = built.activations if signature == SERVING_DEFAULT else None
             return _Context(built, quantized, model.quantization == "kit", ranges, record)
 
         built.signatures = build_signatures(model, context_for)
-        built.inputs = {"images": built.graph.get_tensor_by_name("serving_default/images:0")}
+        built.inputs = {IMAGES: built.graph.get_tensor_by_name(f"{SERVING_DEFAULT}/{IMAGES}:0")}
     return built
 
 
@@ -113,7 +122,7 @@ def calibrate(sess: tf.compat.v1.Session, built: BuiltGraph, images: list[np.nda
               progress: Progress) -> ActivationRanges:
     ranges = ActivationRanges()
     for i, image in enumerate(images, start=1):
-        values = sess.run(built.activations, feed_dict={built.inputs["images"]: image[None]})
+        values = sess.run(built.activations, feed_dict={built.inputs[IMAGES]: image[None]})
         ranges.update(values)
         progress.count("calibrating activation ranges", i, len(images))
     return ranges
@@ -154,11 +163,11 @@ def probe_inputs(model: SegmentationModel) -> dict[str, dict[str, np.ndarray]]:
     frame = synthetic_image(max(h // 2, 8) + 3, w + 5)
     encoded = tf.io.encode_png(frame).numpy()
     return {
-        "serving_default": {"images": frame[None]},
-        "predict_images": {"images": frame[None].astype(np.float32),
-                           "height": np.array([frame.shape[0]], np.int32),
-                           "width": np.array([frame.shape[1]], np.int32)},
-        "predict_encoded": {"images": np.array([encoded], dtype=object)},
+        SERVING_DEFAULT: {IMAGES: frame[None]},
+        PREDICT_IMAGES: {IMAGES: frame[None].astype(np.float32),
+                         HEIGHT: np.array([frame.shape[0]], np.int32),
+                         WIDTH: np.array([frame.shape[1]], np.int32)},
+        PREDICT_ENCODED: {IMAGES: np.array([encoded], dtype=object)},
     }
 
 
@@ -172,6 +181,6 @@ def loaded(export_dir: Path, tag: str) -> Iterator[Any]:
         def run(signature: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
             sig = meta.signature_def[signature]
             feed = {sig.inputs[k].name: v for k, v in feeds.items()}
-            return sess.run(sig.outputs["segmentation_map"].name, feed_dict=feed)
+            return sess.run(sig.outputs[SEGMENTATION_MAP].name, feed_dict=feed)
 
         yield run

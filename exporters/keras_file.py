@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import InvalidArgument, NotFound
+from edgeseg.model_contract import IMAGES
 from edgeseg.progress import Progress
 from exporters.model import Preprocessing, SegmentationModel
 
@@ -102,7 +103,7 @@ def freeze(model: Any, size: tuple[int, int]) -> tuple[Any, str, str]:
         convert_variables_to_constants_v2,
     )
 
-    spec = tf.TensorSpec([None, size[0], size[1], 3], tf.float32, name="images")
+    spec = tf.TensorSpec([None, size[0], size[1], 3], tf.float32, name=IMAGES)
     function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(function)
     return (frozen.graph.as_graph_def(), frozen.inputs[0].name, frozen.outputs[0].name)

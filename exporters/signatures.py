@@ -19,10 +19,17 @@ from typing import Any
 
 import tensorflow as tf
 
+from edgeseg.model_contract import (
+    HEIGHT,
+    IMAGES,
+    PREDICT_ENCODED,
+    PREDICT_IMAGES,
+    PREDICT_METHOD_NAME,
+    SEGMENTATION_MAP,
+    SERVING_DEFAULT,
+    WIDTH,
+)
 from exporters.model import GraphContext, SegmentationModel
-
-PREDICT_METHOD = "tensorflow/serving/predict"
-SIGNATURES = ("serving_default", "predict_images", "predict_encoded")
 
 
 def map_dtype(model: SegmentationModel) -> tf.DType:
@@ -147,7 +154,7 @@ def class_ids(scores: tf.Tensor, model: SegmentationModel) -> tf.Tensor:
 def _decode_batch(encoded: tf.Tensor) -> tf.Tensor:
     count = tf.size(encoded)
     nonempty = tf.debugging.assert_positive(
-        count, message="predict_encoded: 'images' holds no image; expected at least one")
+        count, message=f"{PREDICT_ENCODED}: '{IMAGES}' holds no image; expected at least one")
     with tf.control_dependencies([nonempty]):
         first = tf.io.decode_image(encoded[0], channels=3, expand_animations=False)
     first_size = tf.shape(first)[:2]
@@ -156,7 +163,7 @@ def _decode_batch(encoded: tf.Tensor) -> tf.Tensor:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         same = tf.debugging.assert_equal(
             tf.shape(image)[:2], first_size,
-            message="predict_encoded: every image in one request must have the size of the "
+            message=f"{PREDICT_ENCODED}: every image in one request must have the size of the "
                     "first (height, width); send differently sized images in separate requests")
         with tf.control_dependencies([same]):
             return tf.identity(image)
@@ -173,31 +180,31 @@ def build_signatures(model: SegmentationModel,
     out_dtype = map_dtype(model)
     sigs: dict[str, Any] = {}
 
-    with tf.name_scope("serving_default"):
-        images = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3], name="images")
+    with tf.name_scope(SERVING_DEFAULT):
+        images = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3], name=IMAGES)
         ids = segment(tf.cast(images, tf.float32), tf.shape(images)[1:3], model,
-                      context_for("serving_default"), out_dtype)
-        out = tf.cast(ids, out_dtype, name="segmentation_map")
-        sigs["serving_default"] = build({"images": info(images)},
-                                        {"segmentation_map": info(out)}, PREDICT_METHOD)
+                      context_for(SERVING_DEFAULT), out_dtype)
+        out = tf.cast(ids, out_dtype, name=SEGMENTATION_MAP)
+        sigs[SERVING_DEFAULT] = build({IMAGES: info(images)},
+                                      {SEGMENTATION_MAP: info(out)}, PREDICT_METHOD_NAME)
 
-    with tf.name_scope("predict_images"):
-        images = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], name="images")
-        height = tf.compat.v1.placeholder(tf.int32, [1], name="height")
-        width = tf.compat.v1.placeholder(tf.int32, [1], name="width")
+    with tf.name_scope(PREDICT_IMAGES):
+        images = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], name=IMAGES)
+        height = tf.compat.v1.placeholder(tf.int32, [1], name=HEIGHT)
+        width = tf.compat.v1.placeholder(tf.int32, [1], name=WIDTH)
         ids = segment(images, tf.concat([height, width], 0), model,
-                      context_for("predict_images"))
-        out = tf.cast(ids, tf.int64, name="segmentation_map")
-        sigs["predict_images"] = build(
-            {"images": info(images), "height": info(height), "width": info(width)},
-            {"segmentation_map": info(out)}, PREDICT_METHOD)
+                      context_for(PREDICT_IMAGES))
+        out = tf.cast(ids, tf.int64, name=SEGMENTATION_MAP)
+        sigs[PREDICT_IMAGES] = build(
+            {IMAGES: info(images), HEIGHT: info(height), WIDTH: info(width)},
+            {SEGMENTATION_MAP: info(out)}, PREDICT_METHOD_NAME)
 
-    with tf.name_scope("predict_encoded"):
-        encoded = tf.compat.v1.placeholder(tf.string, [None], name="images")
+    with tf.name_scope(PREDICT_ENCODED):
+        encoded = tf.compat.v1.placeholder(tf.string, [None], name=IMAGES)
         decoded = _decode_batch(encoded)
         ids = segment(tf.cast(decoded, tf.float32), tf.shape(decoded)[1:3], model,
-                      context_for("predict_encoded"), out_dtype)
-        out = tf.cast(ids, out_dtype, name="segmentation_map")
-        sigs["predict_encoded"] = build({"images": info(encoded)},
-                                        {"segmentation_map": info(out)}, PREDICT_METHOD)
+                      context_for(PREDICT_ENCODED), out_dtype)
+        out = tf.cast(ids, out_dtype, name=SEGMENTATION_MAP)
+        sigs[PREDICT_ENCODED] = build({IMAGES: info(encoded)},
+                                      {SEGMENTATION_MAP: info(out)}, PREDICT_METHOD_NAME)
     return sigs

@@ -1,12 +1,14 @@
 """``edgeseg export MODEL.tflite``: a TFLite flatbuffer as a :class:`SegmentationModel`.
 
 :func:`load` reads the flatbuffer (:func:`read`), refuses any operator it cannot
-rebuild by name and index (:func:`exporters.tflite_ops.check_supported`), turns every
-float or quantized constant into a float32 variable and describes the rest to the one
-writer: input size and class count from the flatbuffer, pre-processing from the input
-tensor's own quantization (a uint8 input with scale 1/128 and zero point 128 takes raw
-RGB 0..255), ``quantization="own"`` so that ``serve_quantized`` applies the
-flatbuffer's own int8 parameters (:mod:`exporters.tflite_ops`).
+rebuild by name and index (:func:`exporters.tflite_ops.check_supported`; each operator's
+options, builder and filter layout are its one entry in ``tflite_ops.OPS``), turns every
+float or quantized constant into a float32 variable (:mod:`exporters.tflite_weights`)
+and describes the rest to the one writer: input size and class count from the
+flatbuffer, pre-processing from the input tensor's own quantization (a uint8 input
+with scale 1/128 and zero point 128 takes raw RGB 0..255), ``quantization="own"`` so
+that ``serve_quantized`` applies the flatbuffer's own int8 parameters
+(:mod:`exporters.tflite_graph`, :mod:`exporters.tflite_quant`).
 
 Reading contract: :func:`read` either returns a :class:`Flatbuffer` whose every constant
 tensor's data is present and of the size its shape needs, or raises — a truncated
@@ -31,38 +33,13 @@ import numpy as np
 from edgeseg.errors import DataLoss, InvalidArgument, NotFound
 from edgeseg.progress import Progress
 from exporters.model import OutputKind, Preprocessing, SegmentationModel
+from exporters.tflite_ops import check_supported, read_options
 
 FILE_IDENTIFIER = b"TFL3"
 
 _DTYPES = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32,
            "UINT8": np.uint8, "INT64": np.int64, "INT8": np.int8, "INT16": np.int16,
            "BOOL": np.bool_, "FLOAT64": np.float64, "UINT32": np.uint32}
-
-# Options tables the graph builder reads, by operator: (schema class, fields).
-_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "CONV_2D": ("Conv2DOptions", ("Padding", "StrideW", "StrideH", "FusedActivationFunction",
-                                  "DilationWFactor", "DilationHFactor")),
-    "DEPTHWISE_CONV_2D": ("DepthwiseConv2DOptions",
-                          ("Padding", "StrideW", "StrideH", "DepthMultiplier",
-                           "FusedActivationFunction", "DilationWFactor", "DilationHFactor")),
-    "AVERAGE_POOL_2D": ("Pool2DOptions", ("Padding", "StrideW", "StrideH", "FilterWidth",
-                                          "FilterHeight", "FusedActivationFunction")),
-    "MAX_POOL_2D": ("Pool2DOptions", ("Padding", "StrideW", "StrideH", "FilterWidth",
-                                      "FilterHeight", "FusedActivationFunction")),
-    "ADD": ("AddOptions", ("FusedActivationFunction",)),
-    "SUB": ("SubOptions", ("FusedActivationFunction",)),
-    "MUL": ("MulOptions", ("FusedActivationFunction",)),
-    "CONCATENATION": ("ConcatenationOptions", ("Axis", "FusedActivationFunction")),
-    "RESIZE_BILINEAR": ("ResizeBilinearOptions", ("AlignCorners", "HalfPixelCenters")),
-    "RESIZE_NEAREST_NEIGHBOR": ("ResizeNearestNeighborOptions",
-                                ("AlignCorners", "HalfPixelCenters")),
-    "SOFTMAX": ("SoftmaxOptions", ("Beta",)),
-    "MEAN": ("ReducerOptions", ("KeepDims",)),
-    "ARG_MAX": ("ArgMaxOptions", ("OutputType",)),
-    "RESHAPE": ("ReshapeOptions", ("NewShape",)),
-    "TRANSPOSE_CONV": ("TransposeConvOptions", ("Padding", "StrideW", "StrideH")),
-}
-
 
 @dataclass(frozen=True)
 class Quantization:
@@ -187,7 +164,7 @@ def _parse(path: Path, raw: bytes) -> Flatbuffer:
             index=i, name=name,
             inputs=tuple(int(t) for t in _ints(op.InputsAsNumpy())),
             outputs=tuple(int(t) for t in _ints(op.OutputsAsNumpy())),
-            options=_options(schema, name, op)))
+            options=read_options(schema, name, op)))
     description = (model.Description() or b"").decode(errors="replace")
     return Flatbuffer(path=path, tensors=tensors, operators=operators,
                       inputs=tuple(int(t) for t in _ints(graph.InputsAsNumpy())),
@@ -239,32 +216,6 @@ def _quantization(q: Any) -> Quantization | None:
     return Quantization(scale=scale, zero_point=zero, axis=int(q.QuantizedDimension()))
 
 
-def _options(schema: Any, name: str, op: Any) -> dict[str, Any]:
-    if name == "CUSTOM:Convolution2DTransposeBias":
-        # MediaPipe keeps a raw TfLiteTransposeConvParams struct: padding (1 SAME,
-        # 2 VALID), stride_width, stride_height, as int32.
-        raw = np.asarray(op.CustomOptionsAsNumpy(), np.uint8).tobytes()
-        if len(raw) < 12:
-            raise InvalidArgument(f"operator {name} has {len(raw)} bytes of options; "
-                                  "expected 12 (padding, stride width, stride height)")
-        padding, stride_w, stride_h = np.frombuffer(raw[:12], "<i4")
-        return {"Padding": 0 if padding == 1 else 1, "StrideW": int(stride_w),
-                "StrideH": int(stride_h)}
-    spec = _OPTIONS.get(name)
-    table = op.BuiltinOptions()
-    if spec is None or table is None:
-        return {}
-    options = getattr(schema, spec[0])()
-    options.Init(table.Bytes, table.Pos)
-    values: dict[str, Any] = {}
-    for field_name in spec[1]:
-        if field_name == "NewShape":
-            values[field_name] = _ints(options.NewShapeAsNumpy())
-        else:
-            values[field_name] = getattr(options, field_name)()
-    return values
-
-
 def _ints(value: Any) -> list[int]:
     return [] if isinstance(value, int) else [int(v) for v in value]
 
@@ -303,19 +254,20 @@ def segmentation_model(fb: Flatbuffer, labels: str | Path | None = None,
                        preprocessing: tuple[float, float] | None = None,
                        progress: Progress | None = None) -> SegmentationModel:
     from edgeseg.labels import default_class_names, read_labels
-    from exporters import tflite_ops
+    from exporters.tflite_graph import GraphRun
+    from exporters.tflite_weights import plan_weights
 
     progress = progress or Progress(enabled=False)
-    tflite_ops.check_supported(fb)
+    check_supported(fb)
     image = _input_tensor(fb)
     output, kind, num_classes = _output_kind(fb)
     names = (read_labels(labels, num_classes) if labels
              else _default_names(num_classes, default_class_names))
     pre = _input_preprocessing(image, preprocessing, progress)
-    weights, specs = tflite_ops.plan_weights(fb)
+    weights, specs = plan_weights(fb)
 
     def forward(images: Any, ctx: Any) -> Any:
-        return tflite_ops.GraphRun(fb, specs, ctx).run(images)
+        return GraphRun(fb, specs, ctx).run(images)
 
     ops: dict[str, int] = {}
     for op in fb.operators:

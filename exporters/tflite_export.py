@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import EdgesegError, Internal, Unimplemented
+from edgeseg.model_contract import IMAGES, SEGMENTATION_MAP, SERVING_DEFAULT, TFLITE_FILE
 from exporters.model import SegmentationModel
 from exporters.quantize import ActivationRanges
 
-TFLITE_FILE = "model.tflite"
-SIGNATURE = "serving_default"
+SIGNATURE = SERVING_DEFAULT
 
 
 @dataclass
@@ -64,8 +64,8 @@ class TfliteResult:
             return {"file": None, "reason": self.reason}
         return {"file": TFLITE_FILE, "bytes": self.bytes, "runtime": "LiteRT (ai-edge-litert)",
                 "method": self.method, "activation_ranges": self.activation_ranges,
-                "signature": f"{SIGNATURE}: images uint8 [1,-1,-1,3] -> segmentation_map "
-                             "uint8 [1,H,W]",
+                "signature": f"{SIGNATURE}: {IMAGES} uint8 [1,-1,-1,3] -> "
+                             f"{SEGMENTATION_MAP} uint8 [1,H,W]",
                 "agreement_with_serve_quantized": self.agreement,
                 "agreement_measured_on": self.agreement_on,
                 "conversion_seconds": round(self.seconds, 2),
@@ -140,12 +140,12 @@ def kit_function(model: SegmentationModel, ranges: ActivationRanges) -> Any:
 
     ctx = _ConstantContext(model, ranges)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")],
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name=IMAGES)],
                  autograph=False)
     def serving_default(images: Any) -> dict[str, Any]:
         ids = segment(tf.cast(images, tf.float32), tf.shape(images)[1:3], model, ctx,
                       map_dtype(model), resize_bilinear)
-        return {"segmentation_map": tf.identity(ids)}
+        return {SEGMENTATION_MAP: tf.identity(ids)}
 
     return serving_default
 
@@ -187,7 +187,7 @@ def pre_function(model: SegmentationModel, core_input: Any) -> Any:
 
     dtype = {"UINT8": tf.uint8, "INT8": tf.int8, "FLOAT32": tf.float32}[core_input.dtype]
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")],
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name=IMAGES)],
                  autograph=False)
     def pre(images: Any) -> dict[str, Any]:
         net_in, _, _ = letterbox(tf.cast(images, tf.float32), model, resize_bilinear)
@@ -211,7 +211,7 @@ def post_function(model: SegmentationModel, core_output: Any) -> Any:
 
     dtype = tf.as_dtype(np.dtype(tflite._DTYPES[core_output.dtype]))
     spec = tf.TensorSpec(list(core_output.shape), dtype, name="scores")
-    images_spec = tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")
+    images_spec = tf.TensorSpec([1, None, None, 3], tf.uint8, name=IMAGES)
 
     @tf.function(input_signature=[spec, images_spec], autograph=False)
     def post(scores: Any, images: Any) -> dict[str, Any]:
@@ -225,7 +225,7 @@ def post_function(model: SegmentationModel, core_output: Any) -> Any:
         else:
             new_h, new_w = tf.constant(model.input_size[0]), tf.constant(model.input_size[1])
         ids = class_ids(scores, model)
-        return {"segmentation_map": restore(ids, new_h, new_w, size, map_dtype(model))}
+        return {SEGMENTATION_MAP: restore(ids, new_h, new_w, size, map_dtype(model))}
 
     return post
 
@@ -299,7 +299,7 @@ def runner(data: bytes, reference: bool = False, threads: int = 2) -> Callable[.
     run = interpreter.get_signature_runner(SIGNATURE)
 
     def segment(image: np.ndarray) -> np.ndarray:
-        return run(images=image[None])["segmentation_map"][0]
+        return run(**{IMAGES: image[None]})[SEGMENTATION_MAP][0]
 
     segment.interpreter = interpreter  # type: ignore[attr-defined]
     return segment

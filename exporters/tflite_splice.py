@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeseg.errors import InvalidArgument
+from edgeseg.model_contract import IMAGES, SEGMENTATION_MAP, SERVING_DEFAULT
 
 
 def _schema() -> Any:
@@ -57,7 +58,7 @@ def splice(pre: bytes, core: bytes, post: bytes) -> bytes:
     result = load(pre)
     graph = result.subgraphs[0]
     pre_in, _ = io_names(result)
-    images, net_input = pre_in["images"], _only_output(result)
+    images, net_input = pre_in[IMAGES], _only_output(result)
     opcodes = {_opcode_key(c): i for i, c in enumerate(result.operatorCodes)}
 
     core_model = load(core)
@@ -76,7 +77,7 @@ def splice(pre: bytes, core: bytes, post: bytes) -> bytes:
     post_in, _ = io_names(post_model)
     post_output = _only_output(post_model)
     base = _append(result, post_model, opcodes,
-                   {post_in["scores"]: core_out, post_in["images"]: images})
+                   {post_in["scores"]: core_out, post_in[IMAGES]: images})
     return _finish(result, images, base + post_output)
 
 
@@ -98,10 +99,10 @@ def _finish(model: Any, images: int, output: int) -> bytes:
     graph.inputs = [images]
     graph.outputs = [output]
     signature = schema.SignatureDefT()
-    signature.signatureKey = "serving_default"
+    signature.signatureKey = SERVING_DEFAULT
     signature.subgraphIndex = 0
-    signature.inputs = [_tensor_map(schema, "images", images)]
-    signature.outputs = [_tensor_map(schema, "segmentation_map", output)]
+    signature.inputs = [_tensor_map(schema, IMAGES, images)]
+    signature.outputs = [_tensor_map(schema, SEGMENTATION_MAP, output)]
     model.signatureDefs = [signature]
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.model_contract import IMAGES, SERVING_DEFAULT
+
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
@@ -29,8 +31,8 @@ def write_warmup_requests(path: Path, input_size: tuple[int, int]) -> int:
     with tf.io.TFRecordWriter(str(path)) as writer:
         for frame in frames:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
-            request.inputs["images"].CopyFrom(tf.make_tensor_proto(frame[None]))
+                model_spec=model_pb2.ModelSpec(signature_name=SERVING_DEFAULT))
+            request.inputs[IMAGES].CopyFrom(tf.make_tensor_proto(frame[None]))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())

@@ -31,12 +31,21 @@ import numpy as np
 from edgeseg import __version__
 from edgeseg.errors import InvalidArgument, NotFound
 from edgeseg.labels import voc_palette
+from edgeseg.model_contract import (
+    ASSETS_EXTRA,
+    IMAGES,
+    LABELS_FILE,
+    PREDICT_ENCODED,
+    PREDICT_IMAGES,
+    SEGMENTATION_MAP,
+    SERVING_DEFAULT,
+    TAG_FLOAT,
+    TAG_QUANTIZED,
+)
 from edgeseg.progress import Progress
 from exporters import versions
 from exporters.model import SegmentationModel
 
-TAG_FLOAT = "serve"
-TAG_QUANTIZED = "serve_quantized"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MAX_CALIBRATION_IMAGES = 200
 
@@ -218,12 +227,12 @@ def _verify(export_dir: Path, model: SegmentationModel, images: list[np.ndarray]
         with graphs.loaded(export_dir, tag) as runner:
             for signature, feeds in probe.items():
                 result = runner(signature, feeds)
-                expected = feeds["images"].shape[1:3] if signature != "predict_encoded" else None
+                expected = feeds[IMAGES].shape[1:3] if signature != PREDICT_ENCODED else None
                 if expected is not None and result.shape[1:3] != expected:
                     raise InvalidArgument(
                         f"export check failed: {tag}/{signature} returned a map of shape "
                         f"{result.shape}, expected spatial size {expected}")
-            maps[tag] = [runner("serving_default", {"images": image[None]})[0]
+            maps[tag] = [runner(SERVING_DEFAULT, {IMAGES: image[None]})[0]
                          for image in (images if tag == TAG_FLOAT else frames)]
     if not images:
         return None, maps[TAG_QUANTIZED]
@@ -256,10 +265,10 @@ def _model_card(model: SegmentationModel, calibration_images: int,
         "output": model.output,
         "tag_sets": [[TAG_FLOAT], [TAG_QUANTIZED]],
         "signatures": {
-            "serving_default": "images uint8 [-1,-1,-1,3] -> segmentation_map uint8 [-1,H,W]",
-            "predict_images": "images float32 [1,-1,-1,3], height int32 [1], width int32 [1] "
-                              "-> segmentation_map int64 [1,height,width]",
-            "predict_encoded": "images string [-1] (JPEG/PNG) -> segmentation_map uint8",
+            SERVING_DEFAULT: f"{IMAGES} uint8 [-1,-1,-1,3] -> {SEGMENTATION_MAP} uint8 [-1,H,W]",
+            PREDICT_IMAGES: f"{IMAGES} float32 [1,-1,-1,3], height int32 [1], width int32 [1] "
+                            f"-> {SEGMENTATION_MAP} int64 [1,height,width]",
+            PREDICT_ENCODED: f"{IMAGES} string [-1] (JPEG/PNG) -> {SEGMENTATION_MAP} uint8",
         },
         "quantization": scheme,
         "calibration": {"images": calibration_images, "pixel_agreement": None},
@@ -270,10 +279,10 @@ def _model_card(model: SegmentationModel, calibration_images: int,
 def _write_assets(export_dir: Path, model: SegmentationModel, card: dict[str, Any]) -> None:
     from exporters import warmup
 
-    extra = export_dir / "assets.extra"
+    extra = export_dir / ASSETS_EXTRA
     extra.mkdir(exist_ok=True)
     warmup.write_warmup_requests(extra / warmup.WARMUP_FILE, model.input_size)
-    (extra / "labels.txt").write_text("\n".join(model.class_names) + "\n", encoding="utf-8")
+    (extra / LABELS_FILE).write_text("\n".join(model.class_names) + "\n", encoding="utf-8")
     palette = [list(c) for c in voc_palette(model.num_classes)]
     (extra / "palette.json").write_text(json.dumps(palette) + "\n", encoding="utf-8")
     (extra / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")

@@ -23,7 +23,7 @@ One module per concept, each opening with its contract:
 * ``preview``   the live preview's tap and the ``<prefix>/frame`` JPEG tap (observers).
 * ``pipeline``  the loops joined by bounded queues; start/stop. It only wires.
 * ``metrics``   the agent's families (ledger totals included) in ``edgeseg.metrics``.
-* ``health``    sd_notify (READY, WATCHDOG, STOPPING) over $NOTIFY_SOCKET.
+* ``watchdog``  sd_notify (READY, WATCHDOG, STOPPING) over $NOTIFY_SOCKET.
 * ``command``   ``edgeseg agent``: argparse, signals, exit codes.
 
 Importing this package is cheap: no module here imports TensorFlow.

@@ -35,7 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edgeseg.agent.config import MqttConfig, TlsConfig
+from edgeseg.agent.config import ClientTlsConfig, MqttConfig
 from edgeseg.errors import InvalidArgument, PermissionDenied, Unavailable
 
 CREDENTIAL = "mqtt-password"  # the systemd credential's name (LoadCredential=mqtt-password)
@@ -178,7 +178,7 @@ def config_from_args(args: argparse.Namespace) -> MqttConfig:
         return MqttConfig(address=args.mqtt, username=args.mqtt_username,
                           password_file=args.mqtt_password_file,
                           password_env=args.mqtt_password_env,
-                          tls=TlsConfig(**tls) if tls else None)
+                          tls=ClientTlsConfig(**tls) if tls else None)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         problems = "; ".join(e["msg"].removeprefix("Value error, ")
                              for e in getattr(exc, "errors", list)())

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from edgeseg import logstream
 from edgeseg.agent import config as config_mod
+from edgeseg.model_contract import AGENT_SIGNATURES, ASSETS_EXTRA, LABELS_FILE
 from edgeseg.mqtt_contract import PUBLISHED
 
 # flag dest -> dotted config key
@@ -84,14 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("inference")
     g.add_argument("--server", help="model server gRPC HOST:PORT")
     g.add_argument("--model", help="model name")
-    g.add_argument("--signature", choices=["serving_default", "predict_encoded"])
+    g.add_argument("--signature", choices=list(AGENT_SIGNATURES))
     g.add_argument("--model-version", type=int, help="pin a model version")
     g.add_argument("--version-label", help="pin a version label")
     g.add_argument("--deadline", type=float, help="seconds per Predict call")
     g.add_argument("--max-in-flight", type=int, help="pipelined Predict calls")
     g.add_argument("--input-size", type=_size, help="HEIGHTxWIDTH sent to the model")
     g.add_argument("--server-ca", help="CA file: connect to the model server with TLS")
-    g.add_argument("--labels", help="class names file (the export's assets.extra/labels.txt)")
+    g.add_argument("--labels", help=f"class names file (the export's {ASSETS_EXTRA}/{LABELS_FILE})")
     g = p.add_argument_group("publishing")
     g.add_argument("--mqtt", help="broker HOST:PORT")
     g.add_argument("--topic-prefix", help="default edgeseg/<device-id>/<camera>")

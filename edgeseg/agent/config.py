@@ -28,6 +28,13 @@ from pydantic import (
 )
 
 from edgeseg.errors import InvalidArgument
+from edgeseg.model_contract import (
+    AGENT_SIGNATURES,
+    ASSETS_EXTRA,
+    LABELS_FILE,
+    PREDICT_ENCODED,
+    SERVING_DEFAULT,
+)
 
 
 class _Strict(BaseModel):
@@ -41,7 +48,7 @@ def _address(value: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class TlsConfig(_Strict):
+class ClientTlsConfig(_Strict):
     """TLS for a client connection; the files are read when the agent connects."""
 
     ca_file: Path | None = Field(None, description="CA bundle that signs the server's cert "
@@ -52,7 +59,7 @@ class TlsConfig(_Strict):
                                     "against, when it differs from the host in the address.")
 
     @model_validator(mode="after")
-    def _cert_with_key(self) -> TlsConfig:
+    def _cert_with_key(self) -> ClientTlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file must be given together")
         return self
@@ -100,9 +107,10 @@ class ServerConfig(_Strict):
 
     address: str = Field("127.0.0.1:8500", description="gRPC HOST:PORT.")
     model: str = Field("deeplab", description="Model name.")
-    signature: Literal["serving_default", "predict_encoded"] = Field(
-        "serving_default", description="serving_default: raw uint8 images; predict_encoded: "
-        "JPEG bytes (less to send, more to decode).")
+    signature: str = Field(
+        SERVING_DEFAULT, description=f"{SERVING_DEFAULT}: raw uint8 images; {PREDICT_ENCODED}: "
+        "JPEG bytes (less to send, more to decode).",
+        json_schema_extra={"enum": list(AGENT_SIGNATURES)})
     version: int | None = Field(None, ge=1, description="Pin a version (default: latest).")
     version_label: str | None = Field(None, description="Pin a version label (e.g. stable).")
     input_size: tuple[int, int] | None = Field(
@@ -110,11 +118,19 @@ class ServerConfig(_Strict):
         "the signature's fixed size if it has one, else the frame's own size).")
     deadline_s: float = Field(5.0, gt=0, description="Deadline per Predict call.")
     max_in_flight: int = Field(2, ge=1, le=64, description="Pipelined requests at once.")
-    jpeg_quality: int = Field(90, ge=10, le=100, description="For predict_encoded.")
+    jpeg_quality: int = Field(90, ge=10, le=100, description=f"For {PREDICT_ENCODED}.")
     max_message_mb: int = Field(64, ge=1, description="gRPC send/receive message size cap.")
     backoff_initial_s: float = Field(0.2, gt=0)
     backoff_max_s: float = Field(5.0, gt=0)
-    tls: TlsConfig | None = None
+    tls: ClientTlsConfig | None = None
+
+    @field_validator("signature")
+    @classmethod
+    def _known_signature(cls, value: str) -> str:
+        if value not in AGENT_SIGNATURES:
+            raise ValueError(f"unknown signature {value!r}; expected one of "
+                             f"{', '.join(AGENT_SIGNATURES)}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ServerConfig:
@@ -145,7 +161,7 @@ class MqttConfig(_Strict):
     password_file: Path | None = Field(None, description="File whose first line is the "
                                        "password (e.g. $CREDENTIALS_DIRECTORY/mqtt).")
     password_env: str | None = Field(None, description="Environment variable with the password.")
-    tls: TlsConfig | None = None
+    tls: ClientTlsConfig | None = None
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(10.0, gt=0)
 
@@ -196,7 +212,8 @@ class AgentConfig(_Strict):
     health: HealthConfig = Field(default_factory=HealthConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
     labels_file: Path | None = Field(None, description="Class names, one a line (the "
-                                     "export's assets.extra/labels.txt); default class_N.")
+                                     f"export's {ASSETS_EXTRA}/{LABELS_FILE}); default "
+                                     "class_N.")
     result_queue: int = Field(4, ge=1, description="Masks waiting for encoding.")
     max_frames: int | None = Field(None, ge=1, description="Exit 0 after this many masks.")
 

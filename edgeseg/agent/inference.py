@@ -36,10 +36,11 @@ import numpy as np
 
 from edgeseg.agent.backoff import Backoff
 from edgeseg.agent.capture import Frame
-from edgeseg.agent.config import ServerConfig, TlsConfig
+from edgeseg.agent.config import ClientTlsConfig, ServerConfig
 from edgeseg.agent.metrics import AgentMetrics
 from edgeseg.agent.queues import Closed, DropOldestQueue
 from edgeseg.errors import InvalidArgument
+from edgeseg.model_contract import IMAGES, PREDICT_ENCODED, SEGMENTATION_MAP
 from edgeseg.wire.apis import get_model_metadata_pb2, model_pb2, predict_pb2
 from edgeseg.wire.schema import Message
 from edgeseg.wire.services import GET_MODEL_METADATA_METHOD, PREDICT_METHOD
@@ -47,8 +48,8 @@ from edgeseg.wire.tensors import decode, encode
 
 log = logging.getLogger("edgeseg.agent.inference")
 
-INPUT_KEY = "images"
-OUTPUT_KEY = "segmentation_map"
+INPUT_KEY = IMAGES
+OUTPUT_KEY = SEGMENTATION_MAP
 
 
 @dataclass
@@ -75,7 +76,7 @@ def build_request(image_bgr: np.ndarray, cfg: ServerConfig, input_size: tuple[in
         h, w = input_size
         image_bgr = cv2.resize(image_bgr, (w, h), interpolation=cv2.INTER_AREA)
     request = predict_pb2.PredictRequest(model_spec=model_spec(cfg))
-    if cfg.signature == "predict_encoded":
+    if cfg.signature == PREDICT_ENCODED:
         ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
         if not ok:
             raise InvalidArgument("JPEG encoding of the frame failed")
@@ -156,7 +157,7 @@ def make_channel(cfg: ServerConfig) -> grpc.Channel:
     return grpc.secure_channel(cfg.address, _credentials(cfg.tls), options=options)
 
 
-def _credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
+def _credentials(tls: ClientTlsConfig) -> grpc.ChannelCredentials:
     def read(path: Path | None) -> bytes | None:
         return path.read_bytes() if path else None
 

@@ -31,7 +31,6 @@ import numpy as np
 
 from edgeseg.agent.capture import Capture, Frame
 from edgeseg.agent.config import AgentConfig
-from edgeseg.agent.health import Health
 from edgeseg.agent.inference import InferenceLoop, Result
 from edgeseg.agent.messages import Encoded, build_messages
 from edgeseg.agent.metrics import AgentMetrics, MetricsServer
@@ -39,6 +38,7 @@ from edgeseg.agent.preview import FrameTap, PreviewTap
 from edgeseg.agent.publisher import Message, Publisher, read_password
 from edgeseg.agent.queues import Closed, DropOldestQueue
 from edgeseg.agent.sources import redact
+from edgeseg.agent.watchdog import Watchdog
 from edgeseg.errors import EdgesegError, InvalidArgument
 
 # observer(frame, class_map, meta): see Pipeline.add_observer
@@ -62,7 +62,7 @@ class Pipeline:
         self.metrics = m = AgentMetrics()
         self.stop_event = threading.Event()
         self.labels = read_labels(cfg.labels_file)
-        self.health = Health(cfg.health.stall_s, env)
+        self.watchdog = Watchdog(cfg.health.stall_s, env)
         self.ledger = ledger = m.ledger
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(
             1, on_put=lambda f: ledger.enter(f.id),
@@ -73,7 +73,7 @@ class Pipeline:
                                    cfg.mqtt.client_id or f"edgeseg-{cfg.device_id}-{cfg.camera}",
                                    m, read_password(cfg.mqtt, env), on_status=self._mqtt_status)
         self.capture = Capture(cfg.source, self.frames, self.stop_event, m,
-                               on_state=self._source_state, on_frame=self.health.frame_seen)
+                               on_state=self._source_state, on_frame=self.watchdog.frame_seen)
         self.inference = InferenceLoop(cfg.server, self.frames, self.results, m)
         self.metrics_server: MetricsServer | None = None
         self.encoded = 0
@@ -92,17 +92,17 @@ class Pipeline:
     def _source_state(self, up: bool) -> None:
         self.publisher.set_available(up)
         # redacted: sd_notify STATUS= is readable by every local user (systemctl status)
-        self.health.status("publishing masks" if up
+        self.watchdog.status("publishing masks" if up
                            else f"source {redact(self.cfg.source.uri)} lost")
 
     def _mqtt_status(self, state: str, why: str) -> None:
-        self.health.status(f"degraded: {why}" if state == "degraded" else "publishing masks")
+        self.watchdog.status(f"degraded: {why}" if state == "degraded" else "publishing masks")
 
     def _acknowledged(self, messages: list[Message]) -> None:
         captured = messages[0].captured_mono
         if captured is not None:
             self.metrics.latency["total"].observe(time.monotonic() - captured)
-        self.health.mask_published()
+        self.watchdog.mask_published()
 
     def _encode_loop(self) -> None:
         try:
@@ -167,7 +167,7 @@ class Pipeline:
                      self.metrics_server.port)
         if self.preview is not None:
             self.preview.start()
-        self.health.start()
+        self.watchdog.start()
         self.publisher.start(on_acknowledged=self._acknowledged)
         self.inference.start()
         self._encoder.start()
@@ -192,7 +192,7 @@ class Pipeline:
         self.capture.join(self.cfg.source.read_timeout_s + 1)
         self.inference.join(self.cfg.server.deadline_s + 2)
         self._encoder.join(5)
-        self.health.stopping()
+        self.watchdog.stopping()
         self.publisher.close(timeout=5.0)
         if self.preview is not None:
             self.preview.close()

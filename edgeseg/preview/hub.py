@@ -61,9 +61,10 @@ class PreviewHub:
     def fps(self) -> float:
         with self._cond:
             stamps = [t for t in self._stamps if time.monotonic() - t < 5.0]
-        if len(stamps) < 2:
+        span = stamps[-1] - stamps[0] if len(stamps) >= 2 else 0.0
+        if span <= 0:  # fewer than two frames, or two in one clock tick
             return 0.0
-        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        return (len(stamps) - 1) / span
 
     def jpeg(self, opacity: float = 0.5) -> tuple[int, bytes] | None:
         """(frame seq, JPEG of the overlay) for the newest frame, or None before one."""

@@ -48,12 +48,12 @@ from edgeseg.errors import (
     Status,
     Unimplemented,
 )
+from edgeseg.model_contract import TFLITE_FILE
 from edgeseg.serving.tflite_pool import InterpreterPools
 from edgeseg.serving.tflite_signatures import Signature, read_signatures
 
 log = logging.getLogger(__name__)
 
-TFLITE_FILE = "model.tflite"  # TF Serving's kTfLiteModelFilename
 RAM_ESTIMATE_MULTIPLIER = 1.2
 MAX_PLANS = 64
 

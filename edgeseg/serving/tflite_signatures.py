@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import DataLoss, InvalidArgument
+from edgeseg.model_contract import PREDICT_METHOD_NAME
+from edgeseg.model_contract import SERVING_DEFAULT as DEFAULT_SIGNATURE
 from edgeseg.wire.framework import meta_graph_pb2 as protos
 
-PREDICT_METHOD = "tensorflow/serving/predict"
-DEFAULT_SIGNATURE = "serving_default"
 LEGACY_METADATA = "signature_defs_metadata"
 
 # numpy dtype -> tensorflow.DataType number (types.proto), as TF Serving's TfLiteTypeToTfType
@@ -87,7 +87,7 @@ def read_signatures(interpreter: Any, model: bytes) -> dict[str, Signature]:
 
 def _generated(interpreter: Any) -> Signature:
     """TF Serving's serving_default for a file without SignatureDefs."""
-    sig = protos.SignatureDef(method_name=PREDICT_METHOD)
+    sig = protos.SignatureDef(method_name=PREDICT_METHOD_NAME)
     ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
     for target, tensors in ((sig.inputs, ins), (sig.outputs, outs)):
         for details in tensors:
@@ -98,7 +98,7 @@ def _generated(interpreter: Any) -> Signature:
 
 def _native(interpreter: Any, key: str, spec: Mapping[str, Any]) -> Signature:
     subgraph = interpreter._interpreter.GetSubgraphIndexFromSignature(key)  # noqa: SLF001
-    sig = protos.SignatureDef(method_name=PREDICT_METHOD)
+    sig = protos.SignatureDef(method_name=PREDICT_METHOD_NAME)
     names: dict[str, dict[str, int]] = {"inputs": {}, "outputs": {}}
     for side, target in (("inputs", sig.inputs), ("outputs", sig.outputs)):
         for alias, index in spec[side].items():

@@ -105,7 +105,7 @@ def test_a_lost_camera_status_never_shows_its_password(monkeypatch):
     """sd_notify STATUS= is what `systemctl status` shows every local user."""
     pipeline = Pipeline(config(source={"uri": "rtsp://cam:s3cret@10.0.0.9/stream"}), env={})
     said = []
-    monkeypatch.setattr(pipeline.health, "status", said.append)
+    monkeypatch.setattr(pipeline.watchdog, "status", said.append)
     monkeypatch.setattr(pipeline.publisher, "set_available", lambda up: None)
     pipeline._source_state(False)
     assert said == ["source rtsp://cam:***@10.0.0.9/stream lost"]

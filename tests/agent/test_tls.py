@@ -14,7 +14,7 @@ import pytest
 
 from edgeseg.agent import protos
 from edgeseg.agent.capture import Frame
-from edgeseg.agent.config import MqttConfig, ServerConfig, TlsConfig
+from edgeseg.agent.config import ClientTlsConfig, MqttConfig, ServerConfig
 from edgeseg.agent.inference import InferenceLoop
 from edgeseg.agent.metrics import AgentMetrics
 from edgeseg.agent.publisher import Message, Publisher
@@ -60,7 +60,7 @@ def test_mqtt_mutual_tls(tmp_path, certs, recorder_factory):
     broker.start()
     try:
         rec = recorder_factory(broker.port)  # plain listener, same broker
-        good = TlsConfig(ca_file=certs / "ca.pem", cert_file=certs / "client.pem",
+        good = ClientTlsConfig(ca_file=certs / "ca.pem", cert_file=certs / "client.pem",
                          key_file=certs / "client.key")
         pub = Publisher(MqttConfig(address=f"127.0.0.1:{tls_port}", tls=good), "edgeseg/t/c",
                         "tls-ok", AgentMetrics())
@@ -70,7 +70,7 @@ def test_mqtt_mutual_tls(tmp_path, certs, recorder_factory):
         pub.close(2)
         # without the client certificate the broker refuses the handshake
         bad = Publisher(MqttConfig(address=f"127.0.0.1:{tls_port}",
-                                   tls=TlsConfig(ca_file=certs / "ca.pem")),
+                                   tls=ClientTlsConfig(ca_file=certs / "ca.pem")),
                         "edgeseg/t/c", "tls-bad", AgentMetrics())
         bad.start()
         time.sleep(1.0)
@@ -93,7 +93,7 @@ def test_grpc_tls(certs):
     port = server.add_secure_port("127.0.0.1:0", creds)
     server.start()
     cfg = ServerConfig(address=f"127.0.0.1:{port}", input_size=(8, 8),
-                       tls=TlsConfig(ca_file=certs / "ca.pem"))
+                       tls=ClientTlsConfig(ca_file=certs / "ca.pem"))
     frames, results = DropOldestQueue(1), DropOldestQueue(4)
     loop = InferenceLoop(cfg, frames, results, AgentMetrics())
     try:

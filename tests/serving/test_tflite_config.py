@@ -39,7 +39,8 @@ def test_the_config_file_chooses_per_model():
       config { name: "default" base_path: "/m" }
     }""")
     assert [m.prefer_tflite for m in models] == [False, True, None]  # None: the flag decides
-    with pytest.raises(InvalidArgument, match=r"ModelServerConfig: 3:49: .*Expected \"true\" or \"false\""):
+    with pytest.raises(InvalidArgument,
+                       match=r"ModelServerConfig: 3:49: .*Expected \"true\" or \"false\""):
         parse_model_config('model_config_list {\n config {\n name: "a" base_path: "/m" '
                            "prefer_tflite_model: sometimes } }")
 

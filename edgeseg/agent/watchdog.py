@@ -1,8 +1,8 @@
-"""systemd health: READY=1 after the first published mask, WATCHDOG=1 only while frames flow.
+"""systemd watchdog: READY=1 after the first published mask, WATCHDOG=1 only while frames flow.
 
 Contract: notifications go through :mod:`edgeseg.sdnotify` (a no-op outside systemd).
 :func:`watchdog_due` is the pure rule: ping only if a frame arrived within ``stall_s``.
-:class:`Health` runs the pinging thread at half of ``$WATCHDOG_USEC`` (systemd's advice);
+:class:`Watchdog` runs the pinging thread at half of ``$WATCHDOG_USEC`` (systemd's advice);
 a stuck camera or pipeline thus stops the pings and systemd restarts the unit.
 """
 
@@ -15,16 +15,16 @@ import time
 
 from edgeseg.sdnotify import sd_notify, watchdog_interval
 
-__all__ = ["Health", "sd_notify", "watchdog_due", "watchdog_interval"]
+__all__ = ["Watchdog", "sd_notify", "watchdog_due", "watchdog_interval"]
 
-log = logging.getLogger("edgeseg.agent.health")
+log = logging.getLogger("edgeseg.agent.watchdog")
 
 
 def watchdog_due(last_frame_mono: float | None, now_mono: float, stall_s: float) -> bool:
     return last_frame_mono is not None and now_mono - last_frame_mono <= stall_s
 
 
-class Health:
+class Watchdog:
     """Owns READY/WATCHDOG/STOPPING for one agent process; thread-safe."""
 
     def __init__(self, stall_s: float, env: dict[str, str] | None = None) -> None:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from edgeseg.agent.health import Health, sd_notify, watchdog_due, watchdog_interval
+from edgeseg.agent.watchdog import Watchdog, sd_notify, watchdog_due, watchdog_interval
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_watchdog_due(last, now, stall, due):
 
 def test_ready_once_and_watchdog_only_while_frames_flow(notify_socket):
     path, sock = notify_socket
-    health = Health(stall_s=0.3, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+    health = Watchdog(stall_s=0.3, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
     health.start()
     try:
         assert received(sock, 0.3) == []  # no frame yet: no ping
