@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import EdgesegError, FailedPrecondition, InvalidArgument
+from edgeseg.model_contract import SERVING_DEFAULT
 from edgeseg.serving.tensors import (
     array_dtype_name,
     dtype_name,
@@ -26,8 +27,7 @@ from edgeseg.serving.tensors import (
     shape_of,
 )
 
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
+DEFAULT_SIGNATURE = SERVING_DEFAULT  # TF Serving's kDefaultServingSignatureDefKey
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 

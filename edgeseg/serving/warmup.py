@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from edgeseg.errors import DataLoss, EdgesegError, InvalidArgument
+from edgeseg.model_contract import ASSETS_EXTRA
 from edgeseg.serving import tfrecord
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -49,7 +50,7 @@ class _OneModel:
 
 
 def warmup_file(version_path: str | Path) -> Path:
-    return Path(version_path) / "assets.extra" / WARMUP_FILE
+    return Path(version_path) / ASSETS_EXTRA / WARMUP_FILE
 
 
 def _replay_one(core: Any, log: Any) -> None:  # a _OneModel: duck-typed, not a Core

@@ -9,6 +9,7 @@ import pytest
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from edgeseg.errors import FailedPrecondition, InvalidArgument
+from edgeseg.model_contract import PREDICT_METHOD_NAME
 from edgeseg.serving import signatures
 
 
@@ -22,7 +23,7 @@ def tensor_info(name, dtype, dims=None):
 
 
 def tutorial_signature():
-    sig = meta_graph_pb2.SignatureDef(method_name=signatures.PREDICT_METHOD)
+    sig = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD_NAME)
     sig.inputs["images"].CopyFrom(tensor_info("images:0", 1, [1, -1, -1, 3]))
     sig.inputs["height"].CopyFrom(tensor_info("height:0", 3, [1]))
     sig.inputs["width"].CopyFrom(tensor_info("width:0", 3, [1]))
