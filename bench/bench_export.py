@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from bench.common import interleaved, median_ms, p90_ms, table  # noqa: E402
-from edgeseg.model_contract import IMAGES, SERVING_DEFAULT, TAG_FLOAT, TAG_QUANTIZED  # noqa: E402
+from bench.common import interleaved, median_ms, p90_ms, table
+from edgeseg.model_contract import IMAGES, SERVING_DEFAULT, TAG_FLOAT, TAG_QUANTIZED
 
 
 def main() -> None:
@@ -88,7 +88,7 @@ def main() -> None:
         print(durability_table(model, args.durable_runs))
 
 
-def durability_table(model, runs: int) -> str:  # noqa: ANN001 - a SegmentationModel
+def durability_table(model, runs: int) -> str:  # a SegmentationModel
     """Whole exports (no calibration) with the durable publish and with its fsyncs made
     no-ops, interleaved, on the disk under build/ (not /tmp, which may be a tmpfs where
     fsync is free); and the fsync step's own time inside the durable exports."""
@@ -98,8 +98,8 @@ def durability_table(model, runs: int) -> str:  # noqa: ANN001 - a SegmentationM
     real = {"fsync_tree": versions.fsync_tree, "fsync_dir": versions.fsync_dir}
     synced: list[float] = []
 
-    def timed(name: str):  # noqa: ANN202
-        def call(path) -> None:  # noqa: ANN001
+    def timed(name: str):
+        def call(path) -> None:
             started = time.perf_counter()
             real[name](path)
             synced[-1] += time.perf_counter() - started

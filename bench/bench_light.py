@@ -123,7 +123,7 @@ def start_tflite_server(argv: list[str], env: dict, base: Path, log: Path):
 
 def server_bench(args: argparse.Namespace, work: Path, light_env: dict, full_env: dict) -> None:
     """RSS after warm-up and Predict latency: light vs full `edgeseg serve`, VOC model.tflite."""
-    import grpc  # noqa: PLC0415
+    import grpc
 
     if not VOC.is_file():
         print(f"\n(server figures skipped: {VOC} is absent)")

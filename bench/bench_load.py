@@ -76,8 +76,8 @@ class Load:
         return time.monotonic() < self.end
 
     async def grpc_client(self) -> None:
-        import grpc  # noqa: PLC0415
-        from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: PLC0415
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{self.args.grpc_port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -153,10 +153,10 @@ class Load:
         print(json.dumps(self.counts), flush=True)  # before the teardown of thousands of tasks
 
 
-def predict_request():  # noqa: ANN201
-    import numpy as np  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
-    from tensorflow_serving.apis import predict_pb2  # noqa: PLC0415
+def predict_request():
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "default"
@@ -201,8 +201,8 @@ class Probe:
     """The well-behaved client and the sampler, both threads of this process."""
 
     def __init__(self, pid: int, grpc_port: int, rest_port: int) -> None:
-        import grpc  # noqa: PLC0415
-        from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: PLC0415
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         self.pid, self.rest_port = pid, rest_port
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(
@@ -228,7 +228,7 @@ class Probe:
                         response.read()
                         assert response.status == 200, response.status
                     seconds = time.monotonic() - started
-                except Exception:  # noqa: BLE001 - counted as a failure
+                except Exception:  # counted as a failure
                     seconds = -1.0
                     rest.close()
                 self.latency.append((started - self.t0, transport, seconds))
@@ -288,10 +288,10 @@ def report(probe: Probe, phases: list[tuple[str, float, float]], counts: dict) -
 
 
 def plot(probe: Probe, load: tuple[float, float], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(4, 1, figsize=(10, 11), sharex=True)
     for transport, color in (("grpc", "tab:blue"), ("rest", "tab:orange")):

@@ -39,7 +39,7 @@ def export(base: Path) -> str:
     return VOC.name if VOC.is_file() else "built-in DeepLab-v3, random weights"
 
 
-def frame(height: int, width: int):  # noqa: ANN201
+def frame(height: int, width: int):
     import cv2
     import numpy as np
 

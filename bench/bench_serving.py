@@ -60,7 +60,7 @@ def free_port() -> int:
 
 
 def start_server(base: Path, log_path: Path, *flags: str) -> tuple[subprocess.Popen, int]:
-    log = open(log_path, "wb")  # noqa: SIM115 - the child keeps writing to it
+    log = open(log_path, "wb")  # the child keeps writing to it
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeseg", "serve", "--grpc_bind_address=127.0.0.1", "--port=0",
          "--model_name=deeplab", f"--model_base_path={base}", *flags],
@@ -199,7 +199,7 @@ def main() -> None:
             issue5_tables(base, size, args.runs, Path(tmp))
 
 
-def _grpc_call(port: int, frame):  # noqa: ANN001, ANN202
+def _grpc_call(port: int, frame):
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -215,7 +215,7 @@ def _grpc_call(port: int, frame):  # noqa: ANN001, ANN202
     return lambda: decode(stub.Predict(request, timeout=300).outputs[SEGMENTATION_MAP])
 
 
-def _rest_call(url: str, body: dict):  # noqa: ANN202
+def _rest_call(url: str, body: dict):
     import urllib.request
 
     def call():

@@ -24,8 +24,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import interleaved, median_ms, p90_ms, table  # noqa: E402
-from edgeseg.model_contract import IMAGES, SERVING_DEFAULT, TAG_FLOAT, TAG_QUANTIZED, TFLITE_FILE  # noqa: E402
+from bench.common import interleaved, median_ms, p90_ms, table
+from edgeseg.model_contract import IMAGES, SERVING_DEFAULT, TAG_FLOAT, TAG_QUANTIZED, TFLITE_FILE
 
 PHOTOS = ("astronaut.png", "grace_hopper.bmp", "chelsea.png", "bird_segmentation.bmp",
           "dog_segmentation.bmp", "coffee.png")

@@ -69,7 +69,7 @@ def prepare(base: Path) -> Path:
 class Client:
     """Predict on one server with the names its own metadata gives."""
 
-    def __init__(self, port: int, frame) -> None:  # noqa: ANN001
+    def __init__(self, port: int, frame) -> None:
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import (
@@ -94,13 +94,13 @@ class Client:
         self.request.inputs[alias].CopyFrom(tf.make_tensor_proto(frame))
         self.request.output_filter.append(self.output)
 
-    def __call__(self):  # noqa: ANN204
+    def __call__(self):
         from edgeseg.serving.tensors import decode
 
         return decode(self.stub.Predict(self.request, timeout=300).outputs[self.output])
 
 
-def litert_invoke(model: Path, frame, threads: int):  # noqa: ANN001, ANN201
+def litert_invoke(model: Path, frame, threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(model), num_threads=threads)
@@ -108,7 +108,7 @@ def litert_invoke(model: Path, frame, threads: int):  # noqa: ANN001, ANN201
     index = interpreter.get_input_details()[0]["index"]
     out = interpreter.get_output_details()[0]["index"]
 
-    def call():  # noqa: ANN202
+    def call():
         interpreter.set_tensor(index, frame)
         interpreter.invoke()
         return interpreter.get_tensor(out)
@@ -174,7 +174,7 @@ def main() -> None:
                 stop_server(proc)
 
 
-def served_in_process(version: Path, frame, threads: int):  # noqa: ANN001, ANN201
+def served_in_process(version: Path, frame, threads: int):
     """The server's own TFLite model and Predict core, without the transport: what
     edgeseg adds to an invoke before the wire format (encode) and gRPC."""
     from tensorflow_serving.apis import predict_pb2
@@ -192,8 +192,8 @@ def served_in_process(version: Path, frame, threads: int):  # noqa: ANN001, ANN2
     return lambda: predict.predict(core, request)
 
 
-def latency_tables(clients, invoke, in_process, threads: int, runs: int,  # noqa: ANN001
-                   np) -> None:  # noqa: ANN001
+def latency_tables(clients, invoke, in_process, threads: int, runs: int,
+                   np) -> None:
     paths = {"LiteRT invoke (in-process)": invoke,
              "edgeseg Predict core, no transport": in_process,
              **{n: c for n, c in clients.items() if "2 interpreters" not in n}}

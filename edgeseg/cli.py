@@ -80,7 +80,7 @@ def _verbosity(name: str, rest: list[str], program: bool, verbose: bool) -> list
     rest = [arg for arg in rest if arg != "--verbose"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else TF_COMMANDS[name])
     if program and not verbose:
-        from edgeseg.tfnoise import quiet_native_stderr  # noqa: PLC0415
+        from edgeseg.tfnoise import quiet_native_stderr
 
         quiet_native_stderr()
     return rest

@@ -299,7 +299,7 @@ class MetricsServer:
     def __init__(self, page: Renders, host: str = "127.0.0.1", port: int = 0,
                  path: str = "/metrics") -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's spelling
+            def do_GET(self) -> None:  # http.server's spelling
                 if self.path.split("?")[0] != path:
                     self.send_error(404)
                     return
@@ -310,7 +310,7 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self._server = http.server.ThreadingHTTPServer((host, port), Handler)

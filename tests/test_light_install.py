@@ -99,7 +99,7 @@ def _constant_tflite(path: Path) -> None:
     """A model.tflite with the export's serving_default contract (uint8 ``images`` of any
     size in, uint8 ``segmentation_map`` of that size out), for an export made before the
     exporter wrote one: every pixel is TFLITE_CLASS."""
-    import tensorflow as tf  # noqa: PLC0415 - the full venv, test side only
+    import tensorflow as tf  # the full venv, test side only
 
     class Constant(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8,
@@ -171,9 +171,9 @@ def light_server(light_venv, tflite_export):
 
 
 def _predict(address: str, frame: np.ndarray):
-    import grpc  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
-    from tensorflow_serving.apis import (  # noqa: PLC0415 - the official stubs, client side
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import (  # the official stubs, client side
         get_model_metadata_pb2,
         predict_pb2,
         prediction_service_pb2_grpc,
@@ -216,7 +216,7 @@ def test_the_full_venv_serving_only_model_tflite_never_imports_tensorflow(tflite
         assert class_map.shape == (1, 40, 40)
         assert tensorflow_libraries(proc.pid) == []
         # the check itself can fail: a process that imported TensorFlow shows its libraries
-        import tensorflow  # noqa: F401, PLC0415
+        import tensorflow  # noqa: F401
 
         assert tensorflow_libraries(os.getpid())
     finally:

@@ -46,14 +46,14 @@ def _start(register) -> tuple[grpc.Server, str]:
 class OurPredictions(services.PredictionServiceServicer):
     """Doubles input 'x'; Classify etc. are left to the base class (UNIMPLEMENTED)."""
 
-    def Predict(self, request, context):  # noqa: N802 - the .proto's method name
+    def Predict(self, request, context):  # the .proto's method name
         reply = predict_pb2.PredictResponse()
         reply.model_spec.name = request.model_spec.name
         reply.model_spec.version.value = 7
         encode(decode(request.inputs["x"]) * 2, out=reply.outputs["y"])
         return reply
 
-    def GetModelMetadata(self, request, context):  # noqa: N802
+    def GetModelMetadata(self, request, context):
         sigmap = get_model_metadata_pb2.SignatureDefMap()
         sigmap.signature_def["serving_default"].inputs["x"].name = "x:0"
         reply = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -63,7 +63,7 @@ class OurPredictions(services.PredictionServiceServicer):
 
 
 class OurModels(services.ModelServiceServicer):
-    def GetModelStatus(self, request, context):  # noqa: N802
+    def GetModelStatus(self, request, context):
         reply = get_model_status_pb2.GetModelStatusResponse()
         status = reply.model_version_status.add(version=3)
         status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -119,7 +119,7 @@ def test_a_method_not_overridden_is_unimplemented(our_server):
 
 
 class OfficialPredictions(official_grpc.PredictionServiceServicer):
-    def Predict(self, request, context):  # noqa: N802
+    def Predict(self, request, context):
         reply = official_predict.PredictResponse()
         reply.model_spec.CopyFrom(request.model_spec)
         encode(decode(request.inputs["x"]) + 1, out=reply.outputs["y"])

@@ -144,7 +144,7 @@ class GstCapture:
             self.release()
             raise SourceUnavailable(why)
 
-    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoCapture's name
+    def isOpened(self) -> bool:  # cv2.VideoCapture's name
         return self.pipeline is not None
 
     def _bus_error(self) -> str | None:

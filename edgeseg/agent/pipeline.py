@@ -155,7 +155,7 @@ class Pipeline:
         for observer in self._observers:
             try:
                 observer(frame, encoded.class_map, encoded.meta)
-            except Exception:  # noqa: BLE001 — a preview bug must not stop the agent
+            except Exception:  # a preview bug must not stop the agent
                 log.exception("agent: observer %r failed", observer)
 
     def start(self) -> None:

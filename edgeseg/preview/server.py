@@ -75,10 +75,10 @@ class _Handler(BaseHTTPRequestHandler):
     preview: PreviewServer
     server_version = "edgeseg-preview"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:  # stdlib name
         log.debug("%s " + format, self.address_string(), *args)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:  # stdlib name
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         try:

@@ -245,7 +245,7 @@ def _parameters_class() -> MessageClass:
         msg.field.add(name="allowed_batch_sizes", number=6, type=3, label=3)
         msg.field.add(name="pad_variable_length_inputs", number=7, type=8, label=1)
 
-    from google.protobuf import wrappers_pb2  # noqa: F401, PLC0415 - registers the dependency
+    from google.protobuf import wrappers_pb2  # noqa: F401 - registers the dependency
 
     return textproto.message_class("BatchingParameters",
                                    "edgeseg/serving/batching_parameters.proto", build,

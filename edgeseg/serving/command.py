@@ -130,7 +130,7 @@ def _metrics_path(flags: ServerFlags) -> str | None:
     return path
 
 
-def _version_states(core):  # noqa: ANN001, ANN202 - the metrics gauge's collector
+def _version_states(core):  # the metrics gauge's collector
     counts: dict[tuple[str, str], int] = {}
     for name in core.manager.model_names():
         try:
@@ -159,12 +159,12 @@ def _batching(flags: ServerFlags) -> BatchingOptions | None:
                                            f"{flags.batching_parameters_file}")
 
 
-def _build_core(flags: ServerFlags, batching: BatchingOptions | None):  # noqa: ANN202
+def _build_core(flags: ServerFlags, batching: BatchingOptions | None):
     """The ServerCore the flags describe, its metrics collectors attached (imports no TF)."""
-    from edgeseg.serving import session_options  # noqa: PLC0415
-    from edgeseg.serving.loader import LIVE_BATCHERS, version_loader  # noqa: PLC0415
-    from edgeseg.serving.server_core import CoreOptions, ServerCore  # noqa: PLC0415
-    from edgeseg.serving.tflite_loader import TfLiteOptions  # noqa: PLC0415
+    from edgeseg.serving import session_options
+    from edgeseg.serving.loader import LIVE_BATCHERS, version_loader
+    from edgeseg.serving.server_core import CoreOptions, ServerCore
+    from edgeseg.serving.tflite_loader import TfLiteOptions
 
     # built at the first SavedModel load: it imports TensorFlow, which model.tflite needs not
     session = functools.cache(lambda: session_options.from_flags(flags))
@@ -218,7 +218,7 @@ def _serve(flags: ServerFlags, models: list[ModelConfig], tls: TlsConfig | None,
     return 0
 
 
-def _shutdown(grace: float, core, server, health, rest) -> None:  # noqa: ANN001
+def _shutdown(grace: float, core, server, health, rest) -> None:
     """Stop accepting, let in-flight calls finish within grace, unload everything."""
     print(f"edgeseg serve: stopping; in-flight requests have {grace:g}s to finish",
           file=sys.stderr, flush=True)
@@ -254,14 +254,14 @@ def _grpc_options(flags: ServerFlags) -> list[tuple[str, object]]:
     return list(options.items())
 
 
-def _start_grpc(flags: ServerFlags, core, tls: TlsConfig | None,  # noqa: ANN001, ANN202
+def _start_grpc(flags: ServerFlags, core, tls: TlsConfig | None,
                 models: tuple[ModelConfig, ...] | list[ModelConfig] = ()):
-    import grpc  # noqa: PLC0415
+    import grpc
 
-    from edgeseg.serving.grpc_admission import Admission  # noqa: PLC0415
-    from edgeseg.serving.grpc_api import add_services  # noqa: PLC0415
-    from edgeseg.serving.health import HealthReporter  # noqa: PLC0415
-    from edgeseg.serving.profiler import wanted  # noqa: PLC0415
+    from edgeseg.serving.grpc_admission import Admission
+    from edgeseg.serving.grpc_api import add_services
+    from edgeseg.serving.health import HealthReporter
+    from edgeseg.serving.profiler import wanted
 
     admission = Admission(flags.grpc_max_threads, flags.grpc_max_concurrent_rpcs,
                           on_reject=lambda reason: SERVING.reject("grpc", reason))
@@ -281,7 +281,7 @@ def _start_grpc(flags: ServerFlags, core, tls: TlsConfig | None,  # noqa: ANN001
     return server, reporter
 
 
-def _listen(server, flags: ServerFlags, tls: TlsConfig | None) -> str:  # noqa: ANN001
+def _listen(server, flags: ServerFlags, tls: TlsConfig | None) -> str:
     """Bind the TCP port, with TLS when configured (and the Unix socket, plain); the TCP
     address actually bound."""
     host = flags.grpc_bind_address
@@ -301,10 +301,10 @@ def _listen(server, flags: ServerFlags, tls: TlsConfig | None) -> str:  # noqa: 
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _start_rest(flags: ServerFlags, core, tls: TlsConfig | None,  # noqa: ANN001, ANN202
+def _start_rest(flags: ServerFlags, core, tls: TlsConfig | None,
                 metrics_path: str | None):
-    from edgeseg.serving.http_message import Limits  # noqa: PLC0415
-    from edgeseg.serving.rest_api import RestServer  # noqa: PLC0415
+    from edgeseg.serving.http_message import Limits
+    from edgeseg.serving.rest_api import RestServer
 
     host = flags.grpc_bind_address
     limits = Limits(num_threads=flags.rest_api_num_threads or 4 * (os.cpu_count() or 1),
@@ -345,7 +345,7 @@ def _fit_fd_limit(max_connections: int) -> int:
     return min(max_connections, fits)
 
 
-def _report_loads(core) -> None:  # noqa: ANN001
+def _report_loads(core) -> None:
     for name in sorted(core.models):
         try:
             servables = core.version_states(name)
@@ -357,7 +357,7 @@ def _report_loads(core) -> None:  # noqa: ANN001
                 log.error("model %s version %d failed to load: %s", name, s.version, s.error)
 
 
-def _poll_config_file(flags: ServerFlags, core, stop: threading.Event) -> None:  # noqa: ANN001
+def _poll_config_file(flags: ServerFlags, core, stop: threading.Event) -> None:
     last = Path(flags.model_config_file).read_text(errors="replace")
     while not stop.wait(flags.model_config_file_poll_wait_seconds):
         try:

@@ -31,7 +31,7 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _flag(default, help_text: str):  # noqa: ANN001, ANN202 - a dataclass field with help
+def _flag(default, help_text: str):  # a dataclass field with help
     return field(default=default, metadata={"help": help_text})
 
 
@@ -127,7 +127,7 @@ _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
 
 
-def _convert(name: str, kind: type, raw: str):  # noqa: ANN202
+def _convert(name: str, kind: type, raw: str):
     if kind is bool:
         low = raw.lower()
         if low in _TRUE | _FALSE:

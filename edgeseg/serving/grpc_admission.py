@@ -45,7 +45,7 @@ class _LaneExecutor(futures.Executor):
         self._control = futures.ThreadPoolExecutor(control_threads,
                                                    thread_name_prefix="grpc-control")
 
-    def submit(self, fn, /, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+    def submit(self, fn, /, *args, **kwargs):
         lane = self._admission._take_verdict()
         if lane == _CONTROL:
             return self._control.submit(fn, *args, **kwargs)
@@ -71,7 +71,7 @@ class Admission(grpc.ServerInterceptor):
         self._verdict = threading.local()
         self.executor = _LaneExecutor(self, max_threads, control_threads)
 
-    def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001, ANN201
+    def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -106,7 +106,7 @@ class Admission(grpc.ServerInterceptor):
         with self._lock:
             self._in_server -= 1
 
-    def _run(self, fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def _run(self, fn, *args, **kwargs):
         with self._lock:
             self._running += 1
         try:

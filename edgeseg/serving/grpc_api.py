@@ -76,20 +76,20 @@ class PredictionServicer(_PredictionBase):
     def __init__(self, core: Core) -> None:
         self._core = core
 
-    def Predict(self, request, context):  # noqa: N802 - names fixed by the proto
+    def Predict(self, request, context):  # names fixed by the proto
         return _call("Predict", lambda core, request: predict.predict(
             core, request, deadline_ms(context)), self._core, request, context)
 
-    def Classify(self, request, context):  # noqa: N802
+    def Classify(self, request, context):
         return _call("Classify", classify.classify, self._core, request, context)
 
-    def Regress(self, request, context):  # noqa: N802
+    def Regress(self, request, context):
         return _call("Regress", classify.regress, self._core, request, context)
 
-    def MultiInference(self, request, context):  # noqa: N802
+    def MultiInference(self, request, context):
         return _call("MultiInference", classify.multi_inference, self._core, request, context)
 
-    def GetModelMetadata(self, request, context):  # noqa: N802
+    def GetModelMetadata(self, request, context):
         return _call("GetModelMetadata", model_service.get_model_metadata, self._core, request,
                      context)
 
@@ -98,10 +98,10 @@ class ModelServicer(_ModelBase):
     def __init__(self, core: Core) -> None:
         self._core = core
 
-    def GetModelStatus(self, request, context):  # noqa: N802
+    def GetModelStatus(self, request, context):
         return _call("GetModelStatus", model_service.get_model_status, self._core, request, context)
 
-    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+    def HandleReloadConfigRequest(self, request, context):
         return _call("HandleReloadConfigRequest", model_service.reload_config, self._core,
                      request, context)
 

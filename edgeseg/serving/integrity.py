@@ -50,8 +50,8 @@ class _Damage(Exception):
 
 
 def _check_graph(graph: Path) -> None:
-    from google.protobuf.message import DecodeError  # noqa: PLC0415
-    from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
 
     data = graph.read_bytes()
     if not data:
@@ -69,7 +69,7 @@ def _check_graph(graph: Path) -> None:
 
 
 def _check_variables(variables: Path) -> None:
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     index = variables / "variables.index"
     shards = sorted(p for p in variables.iterdir() if _SHARD.match(p.name))
@@ -89,7 +89,7 @@ def _check_variables(variables: Path) -> None:
         reader = tf.train.load_checkpoint(str(variables / "variables"))
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)  # TF checks each tensor's length and CRC32C
-    except Exception as exc:  # noqa: BLE001 - OpError, IndexError ("Read less bytes"), …
+    except Exception as exc:  # OpError, IndexError ("Read less bytes"), …
         text = getattr(exc, "message", None) or str(exc)
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         sizes = ", ".join(f"{p.name} {p.stat().st_size} bytes" for p in [index, *shards])
@@ -111,11 +111,11 @@ def check_tflite(path: str | Path, data: bytes | None = None) -> None:
         raise DataLoss(f"{path} ({size} bytes) is not a TFLite model: expected the "
                        f"identifier {TFLITE_IDENTIFIER.decode()} at bytes 4..8, found "
                        f"{data[4:8]!r}")
-    from ai_edge_litert import schema_py_generated as schema  # noqa: PLC0415
+    from ai_edge_litert import schema_py_generated as schema
 
     try:  # unpacks every table, vector and string: a read past the end raises
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    except Exception as exc:  # noqa: BLE001 - struct.error, IndexError, …: all mean damage
+    except Exception as exc:  # struct.error, IndexError, …: all mean damage
         raise DataLoss(f"{path} ({size} bytes) is truncated or corrupt: the flatbuffer "
                        f"reads past its end ({type(exc).__name__}: {exc})") from None
     for i, buffer in enumerate(model.buffers or []):

@@ -59,7 +59,7 @@ def _shape(value: Any, where: str) -> list[int]:
     return [len(value), *inner]
 
 
-def _leaves(value: Any):  # noqa: ANN202 - a generator
+def _leaves(value: Any):  # a generator
     if isinstance(value, list):
         for item in value:
             yield from _leaves(item)
@@ -210,7 +210,7 @@ def to_json(array: np.ndarray, alias: str) -> Any:
     return array.tolist()
 
 
-def _map(value: Any, fn) -> Any:  # noqa: ANN001
+def _map(value: Any, fn) -> Any:
     """fn on every element of a (nested) array, as nested lists."""
     if isinstance(value, np.ndarray):
         if value.ndim:

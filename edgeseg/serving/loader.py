@@ -57,7 +57,7 @@ def wire_signature_defs(signature_defs: Mapping[str, Any]) -> dict[str, Any]:
     """A loaded meta-graph's (official ``tensorflow.SignatureDef``) signatures as edgeseg.wire's
     messages, the classes every request path builds replies of; converted by bytes, once
     per loaded version (messages of the two pools do not mix)."""
-    from edgeseg.wire.framework import meta_graph_pb2  # noqa: PLC0415
+    from edgeseg.wire.framework import meta_graph_pb2
 
     return {key: meta_graph_pb2.SignatureDef.FromString(sig.SerializeToString())
             for key, sig in signature_defs.items()}
@@ -110,12 +110,12 @@ class LoadedModel:
         dtypes are still checked by TensorFlow. Timeouts are fixed per runner (run() rounds
         them to :func:`timeout_step`'s grid); a run past its timeout is cancelled by the
         session and fails DEADLINE_EXCEEDED."""
-        from tensorflow.core.protobuf import config_pb2  # noqa: PLC0415
+        from tensorflow.core.protobuf import config_pb2
 
         options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
         if timeout_ms > 0:
             options.run_options.timeout_in_ms = timeout_ms
-        return self.session._make_callable_from_options(options)  # noqa: SLF001
+        return self.session._make_callable_from_options(options)
 
     def close(self) -> None:
         with self._lock:
@@ -163,7 +163,7 @@ class Loader:
     def load(self) -> LoadedModel:
         self.check()
         check_saved_model(self.path)  # empty or short files of an unsynced export: DataLoss
-        import tensorflow as tf  # noqa: PLC0415 - heavy; only the serving process needs it
+        import tensorflow as tf  # heavy; only the serving process needs it
 
         graph = tf.Graph()
         config = self.session_config() if callable(self.session_config) else self.session_config
@@ -188,13 +188,13 @@ def prepare(model: Any, path: Path, warmup: bool, batching: Any) -> Any:
     """What every loaded model goes through before it serves, whatever its runtime:
     wrapped for batching (batching.py) when configured, then warmed up (warmup.py)."""
     if batching is not None:
-        from edgeseg.serving.batching import BatchingModel  # noqa: PLC0415
-        from edgeseg.serving.metrics import SERVING  # noqa: PLC0415
+        from edgeseg.serving.batching import BatchingModel
+        from edgeseg.serving.metrics import SERVING
 
         model = BatchingModel(model, batching, SERVING.batch_size.observe)
         LIVE_BATCHERS.add(model)
     if warmup:
-        from edgeseg.serving.warmup import replay  # noqa: PLC0415
+        from edgeseg.serving.warmup import replay
 
         try:
             replay(model, path)
@@ -210,7 +210,7 @@ def version_loader(path: str | Path, tags: Sequence[str], *, prefer_tflite: bool
     """The loader for one version folder, as TF Serving's SavedModelBundleFactory picks it:
     with ``prefer_tflite`` and a ``model.tflite`` there, LiteRT (tflite_loader.py);
     otherwise the SavedModel's meta-graph tagged ``tags``. Decided at each load attempt."""
-    from edgeseg.serving.tflite_loader import TFLITE_FILE, TfLiteLoader  # noqa: PLC0415
+    from edgeseg.serving.tflite_loader import TFLITE_FILE, TfLiteLoader
 
     if prefer_tflite and (Path(path) / TFLITE_FILE).is_file():
         return TfLiteLoader(path, tflite, warmup=warmup, batching=batching)

@@ -71,7 +71,7 @@ def _messages() -> dict[str, type]:
         message("TerminateRequest", ("session_id", 1, "string", ""))
         message("TerminateResponse")
 
-    from tensorflow.tsl.profiler.protobuf import (  # noqa: PLC0415 - registers the dependencies
+    from tensorflow.tsl.profiler.protobuf import (  # registers the dependencies
         profiler_options_pb2,
         xplane_pb2,
     )
@@ -106,7 +106,7 @@ class Profiler:
         self._stops: dict[str, threading.Event] = {}
         self._stops_lock = threading.Lock()
 
-    def profile(self, request: Any, is_active=lambda: True) -> Any:  # noqa: ANN001
+    def profile(self, request: Any, is_active=lambda: True) -> Any:
         if not request.emit_xspace and not request.repository_root:
             raise InvalidArgument("ProfileRequest has neither repository_root nor emit_xspace")
         if not self._busy.acquire(blocking=False):
@@ -131,7 +131,7 @@ class Profiler:
             self._stops.setdefault(request.session_id, threading.Event()).set()
         return self._messages["TerminateResponse"]()
 
-    def _capture(self, request: Any, is_active) -> bytes:  # noqa: ANN001
+    def _capture(self, request: Any, is_active) -> bytes:
         duration_s = (request.opts.duration_ms or request.duration_ms
                       or DEFAULT_DURATION_MS) / 1000
         with self._stops_lock:
@@ -172,9 +172,9 @@ class Profiler:
             raise Internal(f"cannot write the profile to {final}: {exc.strerror}") from None
 
 
-def _unary(fn, request_class: MessageClass | None = None) -> grpc.RpcMethodHandler:  # noqa: ANN001
+def _unary(fn, request_class: MessageClass | None = None) -> grpc.RpcMethodHandler:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        from edgeseg.serving.grpc_api import grpc_code  # noqa: PLC0415 - no import cycle
+        from edgeseg.serving.grpc_api import grpc_code  # no import cycle
 
         try:
             return fn(request, context)
@@ -208,7 +208,7 @@ def add_profiler_service(server: grpc.Server) -> bool:
     """Register ``tensorflow.ProfilerService`` on ``server``; False where TensorFlow's
     profiler is not available (nothing is registered then)."""
     try:
-        from tensorflow.python.profiler.internal import (  # noqa: PLC0415
+        from tensorflow.python.profiler.internal import (
             _pywrap_profiler,
         )
 

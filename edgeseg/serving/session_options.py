@@ -110,7 +110,7 @@ def session_config(intra_op: int = 0, inter_op: int = 0, gpu_memory_fraction: fl
     Jetson-class devices share one memory between CPU and GPU: a fraction or growth keeps
     TensorFlow from taking it all for itself at the first load.
     """
-    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2  # noqa: PLC0415
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 
     config = config_pb2.ConfigProto(allow_soft_placement=True)
     config.intra_op_parallelism_threads = intra_op
@@ -127,7 +127,7 @@ def session_config(intra_op: int = 0, inter_op: int = 0, gpu_memory_fraction: fl
 
 
 def visible_gpus() -> int:
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     return len(tf.config.list_physical_devices("GPU"))
 

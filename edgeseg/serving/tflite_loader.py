@@ -93,7 +93,7 @@ class _Slot:
 
     def _reset(self, interpreter: Any) -> None:
         self.interpreter = interpreter
-        self._wrapper = interpreter._interpreter  # noqa: SLF001 - runs any subgraph
+        self._wrapper = interpreter._interpreter  # runs any subgraph
         self._shapes: dict[tuple[int, int], tuple[int, ...]] = {}
         for subgraph in self._subgraphs:
             if subgraph:  # the primary one was allocated when built
@@ -102,7 +102,7 @@ class _Slot:
     def _shape(self, subgraph: int, index: int) -> tuple[int, ...]:
         key = (subgraph, index)
         if key not in self._shapes:
-            details = self.interpreter._get_tensor_details(index, subgraph)  # noqa: SLF001
+            details = self.interpreter._get_tensor_details(index, subgraph)
             self._shapes[key] = tuple(int(d) for d in details["shape"])
         return self._shapes[key]
 
@@ -207,7 +207,7 @@ class TfLiteLoader:
         return int(size * (1 + interpreters) * RAM_ESTIMATE_MULTIPLIER)
 
     def check(self) -> None:
-        from edgeseg.serving.loader import available_ram_bytes  # noqa: PLC0415
+        from edgeseg.serving.loader import available_ram_bytes
 
         if not self.file.is_file():
             raise NotFound(f"no {TFLITE_FILE} in {self.path}")
@@ -217,8 +217,8 @@ class TfLiteLoader:
                 f"loading {self.file} needs about {need} bytes of RAM; {free} are available")
 
     def load(self) -> Any:
-        from edgeseg.serving import integrity  # noqa: PLC0415
-        from edgeseg.serving.loader import prepare  # noqa: PLC0415
+        from edgeseg.serving import integrity
+        from edgeseg.serving.loader import prepare
 
         self.check()
         data = self.file.read_bytes()
@@ -246,7 +246,7 @@ def build_interpreter(data: bytes, threads: int, file: Path, reference: bool = F
     """A LiteRT interpreter with its tensors allocated: builtin ops with XNNPACK, or with
     ``reference`` TFLite's builtin kernels alone (the int8 reference serve_quantized
     reproduces bit for bit)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if reference
                 else OpResolverType.AUTO)

@@ -79,7 +79,7 @@ def read_signatures(interpreter: Any, model: bytes) -> dict[str, Signature]:
     legacy = legacy_signature_defs(model)
     if legacy:
         return _fixed_legacy(interpreter, legacy)
-    native = interpreter._get_full_signature_list()  # noqa: SLF001
+    native = interpreter._get_full_signature_list()
     if native:
         return {key: _native(interpreter, key, spec) for key, spec in native.items()}
     return {DEFAULT_SIGNATURE: _generated(interpreter)}
@@ -97,12 +97,12 @@ def _generated(interpreter: Any) -> Signature:
 
 
 def _native(interpreter: Any, key: str, spec: Mapping[str, Any]) -> Signature:
-    subgraph = interpreter._interpreter.GetSubgraphIndexFromSignature(key)  # noqa: SLF001
+    subgraph = interpreter._interpreter.GetSubgraphIndexFromSignature(key)
     sig = protos.SignatureDef(method_name=PREDICT_METHOD_NAME)
     names: dict[str, dict[str, int]] = {"inputs": {}, "outputs": {}}
     for side, target in (("inputs", sig.inputs), ("outputs", sig.outputs)):
         for alias, index in spec[side].items():
-            details = interpreter._get_tensor_details(index, subgraph)  # noqa: SLF001
+            details = interpreter._get_tensor_details(index, subgraph)
             target[alias].CopyFrom(_tensor_info(details))
             names[side][details["name"]] = index
     return Signature(sig, subgraph, names["inputs"], names["outputs"])
@@ -129,8 +129,8 @@ def _fixed_legacy(interpreter: Any, defs: Mapping[str, Any]) -> dict[str, Signat
 
 def legacy_signature_defs(model: bytes) -> dict[str, Any]:
     """SignatureDefs stored in the flatbuffer's metadata as TF Serving's tools write them."""
-    from ai_edge_litert import schema_py_generated as schema  # noqa: PLC0415
-    from flatbuffers import flexbuffers  # noqa: PLC0415
+    from ai_edge_litert import schema_py_generated as schema
+    from flatbuffers import flexbuffers
 
     root = schema.Model.GetRootAs(model, 0)
     for i in range(root.MetadataLength()):

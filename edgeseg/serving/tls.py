@@ -66,7 +66,7 @@ def load_ssl_config(path: str | Path) -> TlsConfig:
 
 
 def grpc_credentials(config: TlsConfig) -> Any:
-    import grpc  # noqa: PLC0415
+    import grpc
 
     return grpc.ssl_server_credentials(
         [(config.server_key.encode(), config.server_cert.encode())],

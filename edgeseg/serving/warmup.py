@@ -54,7 +54,7 @@ def warmup_file(version_path: str | Path) -> Path:
 
 
 def _replay_one(core: Any, log: Any) -> None:  # a _OneModel: duck-typed, not a Core
-    from edgeseg.serving import classify, predict  # noqa: PLC0415 - they import warmup
+    from edgeseg.serving import classify, predict  # they import warmup
 
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
@@ -73,7 +73,7 @@ def replay(model: Any, version_path: str | Path) -> int:
     path = warmup_file(version_path)
     if not path.is_file():
         return 0
-    from edgeseg.wire.apis import prediction_log_pb2  # noqa: PLC0415
+    from edgeseg.wire.apis import prediction_log_pb2
 
     core = _OneModel(model)
     count = 0

@@ -60,7 +60,7 @@ def dtype_name(dtype: int) -> str:
 def _np_dtype(name: str) -> np.dtype:
     if name == "bfloat16":
         try:
-            import ml_dtypes  # noqa: PLC0415 - only bfloat16 needs it
+            import ml_dtypes  # only bfloat16 needs it
         except ImportError:
             raise InvalidArgument("DT_BFLOAT16 needs the ml_dtypes package "
                                   "(pip install ml_dtypes)") from None

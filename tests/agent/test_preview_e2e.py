@@ -12,7 +12,7 @@ from .test_e2e import agent_args, clip_frames
 
 
 def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=5) as reply:  # loopback
         return reply.read()
 
 

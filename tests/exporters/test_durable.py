@@ -144,7 +144,7 @@ def recorded(monkeypatch) -> Trace:
         trace.events.append(("rename", str(src), str(dst), name))
         return real_renameat2(src, dst, flags)
 
-    def rename(src, dst) -> None:  # noqa: ANN001 - os.rename's own signature
+    def rename(src, dst) -> None:  # os.rename's own signature
         trace.events.append(("rename", str(src), str(dst), ""))
         real_rename(src, dst)
 

@@ -49,7 +49,7 @@ def preview():
 
 
 def get(url: str, timeout: float = 5) -> tuple[str, bytes]:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # loopback
         return response.headers["Content-Type"], response.read()
 
 
@@ -78,7 +78,7 @@ def test_snapshot_is_a_jpeg_of_the_frame_size(preview):
 
 def test_mjpeg_stream_yields_successive_jpegs(preview):
     _, server = preview
-    with urllib.request.urlopen(server.url + "stream.mjpg", timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(server.url + "stream.mjpg", timeout=5) as response:
         assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
         data = b""
         while data.count(b"--edgesegframe") < 4:

@@ -92,7 +92,7 @@ def test_edgeseg_view_with_a_real_broker(mosquitto):
                            properties=props).wait_for_publish(5)
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/snapshot.jpg?opacity=1",
-                                            timeout=5) as reply:  # noqa: S310 - loopback
+                                            timeout=5) as reply:  # loopback
                     data = reply.read()
             except urllib.error.HTTPError:
                 return []  # 503 until the first mask arrived

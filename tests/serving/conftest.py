@@ -47,7 +47,7 @@ class Server:
 
     def __init__(self, args: Sequence[str], log_path: Path, env: dict | None = None) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "wb")  # closed in stop(
         cmd = [*EDGESEG, "serve", "--grpc_bind_address=127.0.0.1", "--port=0", *args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -134,7 +134,7 @@ def rest_call(url: str, body: object = None, raw: bytes | None = None) -> tuple[
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=60) as response:  # loopback
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())

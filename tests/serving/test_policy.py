@@ -46,7 +46,7 @@ def test_invalid_version_policies(make):
         make()
 
 
-def S(version, state, aspired=True):  # noqa: N802 - a table helper
+def S(version, state, aspired=True):  # a table helper
     return Snapshot(version, state, aspired)
 
 

@@ -168,7 +168,7 @@ def test_prometheus_metrics(rest):
         rest.predict.Predict(predict_request("default", [[2.0]]), timeout=30)
     call(f"{rest.url}/nope:predict", {"instances": [1.0]})
     url = rest.url.replace("/v1/models", "/monitoring/prometheus/metrics")
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=30) as response:  # loopback
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = response.read().decode()
     for kind in ("edgeseg_serving_requests_total counter",

@@ -174,8 +174,8 @@ def test_the_tflite_path_never_imports_tensorflow():
 
 
 def _warmup(folder, x: float, key: str = "x") -> None:
-    import tensorflow as tf  # noqa: PLC0415
-    from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
 
     log = prediction_log_pb2.PredictionLog()
     log.predict_log.request.model_spec.name = "m"
@@ -197,16 +197,16 @@ def test_warmup_records_replay_against_model_tflite(tmp_path):
 
 
 def test_batching_merges_concurrent_calls_into_one_invoke(tmp_path):
-    import threading  # noqa: PLC0415
+    import threading
 
-    from edgeseg.serving.batching import BatchingOptions  # noqa: PLC0415
+    from edgeseg.serving.batching import BatchingOptions
 
     path = signed_model(tmp_path / "signed" / "1" / "model.tflite")
     options = BatchingOptions(max_batch_size=4, batch_timeout_s=0.2, num_batch_threads=1)
     model = TfLiteLoader(path.parent, OPTIONS, batching=options).load()
     sig = model.signature_defs["serving_default"]
     results, sizes = {}, []
-    model._on_batch = sizes.append  # noqa: SLF001 - observe the batches
+    model._on_batch = sizes.append  # observe the batches
 
     def call(k: int) -> None:
         x = np.full((1, 64), k, np.float32)

@@ -202,8 +202,8 @@ def test_four_clients_on_two_interpreters_get_their_own_answers(lite):
 def test_the_coral_flatbuffer_gives_litert_s_own_class_map(lite):
     if not CORAL.is_file() or not PHOTO.is_file():
         pytest.skip(f"Coral DeepLab or photos not found under {SHARED / 'models'}")
-    import cv2  # noqa: PLC0415
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    import cv2
+    from ai_edge_litert.interpreter import Interpreter
 
     frame = cv2.resize(cv2.imread(str(PHOTO))[:, :, ::-1], (513, 513))[None].copy()
     response = lite.predict.Predict(

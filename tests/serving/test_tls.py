@@ -125,7 +125,7 @@ def https_predict(server, who, tmp_path):
         (tmp_path / "c.key").write_bytes(server.pki[f"{who}.key"])
         context.load_cert_chain(tmp_path / "c.pem", tmp_path / "c.key")
     request = urllib.request.Request(server.https, data=b'{"instances": [2.0]}', method="POST")
-    with urllib.request.urlopen(request, timeout=20, context=context) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=20, context=context) as response:
         return response.read()
 
 
