@@ -225,8 +225,7 @@ def resize_bilinear_lean(images: Any, size: Any) -> Any:
     rows, where = tf.unique(tf.reshape(tf.stack([y_low, y_high], axis=1), [-1]))
     source = tf.gather(images, rows, axis=1)
     left, right = tf.gather(source, x_low, axis=2), tf.gather(source, x_high, axis=2)
-    lerped = left + (right - left) * x_lerp  # TF's kernel: top_left + (top_right - …) * x
-    where = tf.reshape(where, [-1, 2])
+    lerped, where = left + (right - left) * x_lerp, tf.reshape(where, [-1, 2])
     top, bottom = tf.gather(lerped, where[:, 0], axis=1), tf.gather(lerped, where[:, 1], axis=1)
     return top + (bottom - top) * y_lerp
 
@@ -237,7 +236,7 @@ def post_function(model: SegmentationModel, core_output: Any) -> Any:
     import tensorflow as tf
 
     from exporters import tflite
-    from exporters.signatures import class_ids, letterbox_size, map_dtype, restore
+    from exporters.signatures import class_ids, letterbox_size, map_dtype
 
     dtype = tf.as_dtype(np.dtype(tflite._DTYPES[core_output.dtype]))
     spec = tf.TensorSpec(list(core_output.shape), dtype, name="scores")
@@ -254,10 +253,22 @@ def post_function(model: SegmentationModel, core_output: Any) -> Any:
             new_h, new_w = letterbox_size(size[0], size[1], model.input_size)
         else:
             new_h, new_w = tf.constant(model.input_size[0]), tf.constant(model.input_size[1])
-        ids = class_ids(scores, model)
-        return {"segmentation_map": restore(ids, new_h, new_w, size, map_dtype(model))}
+        # restore()'s crop and nearest resize, by gathers on the map's dtype (exact).
+        ids = tf.cast(class_ids(scores, model), map_dtype(model))[:, :new_h, :new_w]
+        ids = tf.gather(ids, _nearest_indices(size[0], new_h), axis=1)
+        return {"segmentation_map": tf.gather(ids, _nearest_indices(size[1], new_w), axis=2)}
 
     return post
+
+
+def _nearest_indices(out: Any, in_size: Any) -> Any:
+    """The source index of each output index of TF's (and TFLite's) nearest resize with
+    half-pixel centers: ``min(floor((i + 0.5) * (in / out)), in - 1)`` in float32."""
+    import tensorflow as tf
+
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out, tf.float32)
+    position = tf.floor((tf.cast(tf.range(out), tf.float32) + 0.5) * scale)
+    return tf.minimum(tf.cast(position, tf.int32), in_size - 1)
 
 
 # -- conversion and LiteRT --------------------------------------------------------------
