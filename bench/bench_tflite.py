@@ -6,7 +6,9 @@ fake-quant graph, calibrated on the shared photos): the export-time cost of mode
 its size, its agreement with serve_quantized on the photos (TFLite's builtin int8
 kernels, and XNNPACK), and the in-process p50 latency of one 513x513 uint8 frame for
 LiteRT (XNNPACK, --threads) beside TF's ``serve`` and ``serve_quantized`` sessions,
-interleaved so that a noisy neighbour slows them all alike.
+interleaved so that a noisy neighbour slows them all alike. For the Coral model, its
+letterbox and resize-back parts are also timed alone (converted as separate models): with
+the source alone, they say where model.tflite's time goes.
 
     .venv/bin/python bench/bench_tflite.py [--runs 15] [--threads 2] [--only coral|builtin]
 """
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -81,6 +84,43 @@ def source_runner(path: Path, frame: object, threads: int) -> object:
     return run
 
 
+def part_runners(source: Path, frame: object, threads: int) -> dict[str, object]:
+    """The Coral model.tflite's three parts as separate LiteRT models (the bisection that
+    says where its time goes): the converted letterbox, the resize back, on ``frame``."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from exporters import tflite, tflite_export
+
+    model, fb = tflite.load(source), tflite.read(source)
+    core_in, core_out = fb.tensors[fb.inputs[0]], fb.tensors[fb.outputs[0]]
+    scores = np.zeros(core_out.shape, tflite._DTYPES[core_out.dtype])
+    runners = {}
+    for name, function, feeds in (
+            ("letterbox (pre) part alone", tflite_export.pre_function(model, core_in),
+             {"images": frame[None]}),  # type: ignore[index]
+            ("resize back (post) part alone", tflite_export.post_function(model, core_out),
+             {"scores": scores, "images": frame[None]})):  # type: ignore[index]
+        interpreter = Interpreter(model_content=tflite_export.convert(function),
+                                  num_threads=threads)
+        inputs = {d["name"]: d["index"] for d in interpreter.get_input_details()}
+        for key, value in feeds.items():
+            index = next(i for n, i in inputs.items() if key in n)
+            interpreter.resize_tensor_input(index, value.shape)
+        interpreter.allocate_tensors()
+        runners[name] = _invoker(interpreter, inputs, feeds)
+    return runners
+
+
+def _invoker(interpreter: Any, inputs: dict[str, int], feeds: dict[str, Any]) -> Any:
+    def run() -> None:
+        for key, value in feeds.items():
+            interpreter.set_tensor(next(i for n, i in inputs.items() if key in n), value)
+        interpreter.invoke()
+
+    return run
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=15)
@@ -121,6 +161,7 @@ def main() -> None:
             if label.startswith("coral"):
                 runners["LiteRT source .tflite alone (XNNPACK)"] = source_runner(
                     shared / CORAL, frame, args.threads)
+                runners.update(part_runners(shared / CORAL, frame, args.threads))
             with graphs.loaded(result.path, TAG_FLOAT) as run_float, \
                     graphs.loaded(result.path, TAG_QUANTIZED) as run_int8:
                 runners["serve (TF, float)"] = lambda run=run_float: run(

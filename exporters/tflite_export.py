@@ -183,14 +183,14 @@ def pre_function(model: SegmentationModel, core_input: Any) -> Any:
     rounds it (``floor(x / s + 0.5) + zero_point``, clamped)."""
     import tensorflow as tf
 
-    from exporters.signatures import letterbox, resize_bilinear
+    from exporters.signatures import letterbox
 
     dtype = {"UINT8": tf.uint8, "INT8": tf.int8, "FLOAT32": tf.float32}[core_input.dtype]
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name=IMAGES)],
                  autograph=False)
     def pre(images: Any) -> dict[str, Any]:
-        net_in, _, _ = letterbox(tf.cast(images, tf.float32), model, resize_bilinear)
+        net_in, _, _ = letterbox(tf.cast(images, tf.float32), model, resize_bilinear_lean)
         if core_input.quantized:
             quant = core_input.quantization
             scale, zero = np.float32(quant.scale[0]), np.float32(quant.zero_point[0])
@@ -201,13 +201,42 @@ def pre_function(model: SegmentationModel, core_input: Any) -> Any:
     return pre
 
 
+def resize_bilinear_lean(images: Any, size: Any) -> Any:
+    """:func:`exporters.signatures.resize_bilinear`'s values, bit for bit, in fewer
+    element copies. TFLite's GATHER along the width axis copies 3 floats per index,
+    which made the letterbox ~2/3 of the pre-processing's time. The horizontal lerp of
+    an output row depends only on the input row it reads, so it is done once per input
+    row the output reads (at most ``2 * out_h``, found by UNIQUE) with two width
+    gathers instead of four, and the top/bottom rows are gathered from its result."""
+    import tensorflow as tf
+
+    def weights(out: Any, in_size: Any) -> tuple[Any, ...]:  # resize_bilinear's own
+        scale = tf.cast(in_size, tf.float32) / tf.cast(out, tf.float32)
+        x = (tf.cast(tf.range(out), tf.float32) + 0.5) * scale - 0.5
+        x_floor = tf.floor(x)
+        lower = tf.maximum(tf.cast(x_floor, tf.int32), 0)
+        upper = tf.minimum(tf.cast(tf.math.ceil(x), tf.int32), in_size - 1)
+        return lower, upper, x - x_floor
+
+    shape = tf.shape(images)
+    y_low, y_high, y_lerp = weights(size[0], shape[1])
+    x_low, x_high, x_lerp = weights(size[1], shape[2])
+    x_lerp, y_lerp = tf.reshape(x_lerp, [1, 1, -1, 1]), tf.reshape(y_lerp, [1, -1, 1, 1])
+    rows, where = tf.unique(tf.reshape(tf.stack([y_low, y_high], axis=1), [-1]))
+    source = tf.gather(images, rows, axis=1)
+    left, right = tf.gather(source, x_low, axis=2), tf.gather(source, x_high, axis=2)
+    lerped, where = left + (right - left) * x_lerp, tf.reshape(where, [-1, 2])
+    top, bottom = tf.gather(lerped, where[:, 0], axis=1), tf.gather(lerped, where[:, 1], axis=1)
+    return top + (bottom - top) * y_lerp
+
+
 def post_function(model: SegmentationModel, core_output: Any) -> Any:
     """The core's output (class ids, or scores: dequantized as ``serve_quantized`` does)
     -> ``segmentation_map`` at the frame's size."""
     import tensorflow as tf
 
     from exporters import tflite
-    from exporters.signatures import class_ids, letterbox_size, map_dtype, restore
+    from exporters.signatures import class_ids, letterbox_size, map_dtype
 
     dtype = tf.as_dtype(np.dtype(tflite._DTYPES[core_output.dtype]))
     spec = tf.TensorSpec(list(core_output.shape), dtype, name="scores")
@@ -224,10 +253,22 @@ def post_function(model: SegmentationModel, core_output: Any) -> Any:
             new_h, new_w = letterbox_size(size[0], size[1], model.input_size)
         else:
             new_h, new_w = tf.constant(model.input_size[0]), tf.constant(model.input_size[1])
-        ids = class_ids(scores, model)
-        return {SEGMENTATION_MAP: restore(ids, new_h, new_w, size, map_dtype(model))}
+        # restore()'s crop and nearest resize, by gathers on the map's dtype (exact).
+        ids = tf.cast(class_ids(scores, model), map_dtype(model))[:, :new_h, :new_w]
+        ids = tf.gather(ids, _nearest_indices(size[0], new_h), axis=1)
+        return {SEGMENTATION_MAP: tf.gather(ids, _nearest_indices(size[1], new_w), axis=2)}
 
     return post
+
+
+def _nearest_indices(out: Any, in_size: Any) -> Any:
+    """The source index of each output index of TF's (and TFLite's) nearest resize with
+    half-pixel centers: ``min(floor((i + 0.5) * (in / out)), in - 1)`` in float32."""
+    import tensorflow as tf
+
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out, tf.float32)
+    position = tf.floor((tf.cast(tf.range(out), tf.float32) + 0.5) * scale)
+    return tf.minimum(tf.cast(position, tf.int32), in_size - 1)
 
 
 # -- conversion and LiteRT --------------------------------------------------------------
