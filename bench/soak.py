@@ -55,7 +55,7 @@ FULL = (Fault("config reload", 120, 120), Fault("broker restart", 180, 180),
         Fault("new model version", 240, 240), Fault("camera gone", 300, 300, 20),
         Fault("server kill", 420, 420))
 COMPRESSED = (Fault("config reload", 20, 45), Fault("new model version", 30, 60),
-              Fault("broker restart", 40, 70), Fault("camera gone", 55, 90, 8),
+              Fault("broker restart", 40, 300), Fault("camera gone", 55, 90, 8),
               Fault("server kill", 75, 100))
 
 
