@@ -161,8 +161,12 @@ def quiet_opencv(debug: bool) -> None:
     the first capture opens: OpenCV reads FFmpeg's level (AV_LOG_PANIC=0, AV_LOG_WARNING=24)
     once, when its FFmpeg backend starts. An OPENCV_FFMPEG_LOGLEVEL already set is kept
     (raised to warnings at DEBUG)."""
-    levels = cv2.utils.logging
-    levels.setLogLevel(levels.LOG_LEVEL_DEBUG if debug else levels.LOG_LEVEL_SILENT)
+    levels = getattr(getattr(cv2, "utils", None), "logging", None)
+    if levels is not None:
+        levels.setLogLevel(levels.LOG_LEVEL_DEBUG if debug else levels.LOG_LEVEL_SILENT)
+    elif (set_level := getattr(cv2, "setLogLevel", None)) is not None:
+        # OpenCV wheels before 4.12 (numpy 1.x stacks, TF 2.17) have only the int form
+        set_level(5 if debug else 0)  # LOG_LEVEL_DEBUG = 5, LOG_LEVEL_SILENT = 0
     if not debug:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")
     elif int(os.environ.get("OPENCV_FFMPEG_LOGLEVEL", "0") or 0) < 24:

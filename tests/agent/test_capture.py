@@ -365,3 +365,21 @@ def test_opencv_and_ffmpeg_speak_only_at_debug(agent_factory):
     wait_until(lambda: loud.text().count("still unavailable") >= 4, 30, what="more retries")
     assert ffmpeg_says not in quiet.text() and "VIDEOIO" not in quiet.text()
     assert quiet.text().count("edgeseg.agent.capture") == 1  # one line for the outage
+
+
+def test_quiet_opencv_works_with_opencv_wheels_before_cv2_utils_logging(monkeypatch):
+    """opencv-python-headless 4.11 (what numpy-1 stacks such as TF 2.17 resolve) has no
+    cv2.utils.logging, only cv2.setLogLevel(int)."""
+    import types
+
+    import cv2
+
+    from edgeseg.agent import sources
+
+    levels = []
+    monkeypatch.setattr(cv2, "utils", types.SimpleNamespace(), raising=False)
+    monkeypatch.setattr(cv2, "setLogLevel", levels.append, raising=False)
+    monkeypatch.delenv("OPENCV_FFMPEG_LOGLEVEL", raising=False)
+    sources.quiet_opencv(False)
+    sources.quiet_opencv(True)
+    assert levels == [0, 5]  # silent, then debug

@@ -84,7 +84,12 @@ def test_a_burst_over_the_bound_gets_resource_exhausted(server):
     answered, refused = burst(server)
     assert refused > 0 and answered + refused == BURST
     second = usage(server.proc.pid)
-    assert second.rss_kb <= first.rss_kb * 1.05, (first, second)  # flat: nothing piles up
+    burst(server)
+    third = usage(server.proc.pid)
+    # flat: nothing piles up from burst to burst. The allocator may keep a little more after
+    # the second (seen on TF 2.17: +6%), but a leak would grow again on the third.
+    assert third.rss_kb <= second.rss_kb * 1.05, (first, second, third)
+    assert third.rss_kb <= first.rss_kb * 1.10, (first, second, third)
 
 
 def test_resources_return_after_the_burst(server):
