@@ -45,6 +45,7 @@ $(LIGHT_STAMP): pyproject.toml $(LIGHT_SOURCES)
 	@test -x $(LIGHT_VENV)/bin/python || $(PYTHON) -m venv $(LIGHT_VENV)
 	@echo "edgeseg: installing the light package (no TensorFlow) into $(LIGHT_VENV)…"
 	@$(LIGHT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@rm -rf build/lib build/bdist.*  # setuptools reuses these: a deleted module would ship
 	@$(LIGHT_VENV)/bin/python -m pip install --quiet .
 	@touch $@
 
