@@ -104,8 +104,9 @@ def litert_invoke(model: Path, frame, threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(model), num_threads=threads)
-    interpreter.allocate_tensors()
     index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, frame.shape)  # an export's input is [1,-1,-1,3]
+    interpreter.allocate_tensors()
     out = interpreter.get_output_details()[0]["index"]
 
     def call():
