@@ -24,6 +24,9 @@ from pathlib import Path
 
 import pytest
 
+if __name__ == "__main__":  # run as a script by RtspCamera: make the checkout importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from tests.services import free_port, wait_port
 
 RTSP_LAUNCH = ("( videotestsrc is-live=true pattern=ball ! video/x-raw,width={w},height={h},"
