@@ -66,6 +66,17 @@ def letterbox_size(height: tf.Tensor, width: tf.Tensor,
     return tf.clip_by_value(new_h, 1, size_h), tf.clip_by_value(new_w, 1, size_w)
 
 
+def bilinear_weights(out: tf.Tensor, in_size: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """TF's half-pixel bilinear sampling along one axis: lower and upper source indices
+    and the blend weight, for ``out`` samples of an axis of ``in_size``."""
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out, tf.float32)
+    x = (tf.cast(tf.range(out), tf.float32) + 0.5) * scale - 0.5
+    x_floor = tf.floor(x)
+    lower = tf.maximum(tf.cast(x_floor, tf.int32), 0)
+    upper = tf.minimum(tf.cast(tf.math.ceil(x), tf.int32), in_size - 1)
+    return lower, upper, x - x_floor
+
+
 def resize_bilinear(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     """TensorFlow's ResizeBilinear (half-pixel centers) spelled out in gathers and
     float32 arithmetic in the kernel's own order, bit for bit. TFLite's and XNNPACK's
@@ -74,16 +85,8 @@ def resize_bilinear(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     letterboxes with this."""
     shape = tf.shape(images)
 
-    def weights(out: tf.Tensor, in_size: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        scale = tf.cast(in_size, tf.float32) / tf.cast(out, tf.float32)
-        x = (tf.cast(tf.range(out), tf.float32) + 0.5) * scale - 0.5
-        x_floor = tf.floor(x)
-        lower = tf.maximum(tf.cast(x_floor, tf.int32), 0)
-        upper = tf.minimum(tf.cast(tf.math.ceil(x), tf.int32), in_size - 1)
-        return lower, upper, x - x_floor
-
-    y_low, y_high, y_lerp = weights(size[0], shape[1])
-    x_low, x_high, x_lerp = weights(size[1], shape[2])
+    y_low, y_high, y_lerp = bilinear_weights(size[0], shape[1])
+    x_low, x_high, x_lerp = bilinear_weights(size[1], shape[2])
     top, bottom = tf.gather(images, y_low, axis=1), tf.gather(images, y_high, axis=1)
     x_lerp, y_lerp = tf.reshape(x_lerp, [1, 1, -1, 1]), tf.reshape(y_lerp, [1, -1, 1, 1])
     top_left, top_right = tf.gather(top, x_low, axis=2), tf.gather(top, x_high, axis=2)

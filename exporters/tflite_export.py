@@ -210,13 +210,7 @@ def resize_bilinear_lean(images: Any, size: Any) -> Any:
     gathers instead of four, and the top/bottom rows are gathered from its result."""
     import tensorflow as tf
 
-    def weights(out: Any, in_size: Any) -> tuple[Any, ...]:  # resize_bilinear's own
-        scale = tf.cast(in_size, tf.float32) / tf.cast(out, tf.float32)
-        x = (tf.cast(tf.range(out), tf.float32) + 0.5) * scale - 0.5
-        x_floor = tf.floor(x)
-        lower = tf.maximum(tf.cast(x_floor, tf.int32), 0)
-        upper = tf.minimum(tf.cast(tf.math.ceil(x), tf.int32), in_size - 1)
-        return lower, upper, x - x_floor
+    from exporters.signatures import bilinear_weights as weights
 
     shape = tf.shape(images)
     y_low, y_high, y_lerp = weights(size[0], shape[1])
