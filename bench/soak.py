@@ -86,6 +86,7 @@ class Soak:
         self.metrics_ports = {cam: free_port() for cam in CAMERAS}
         self.faults: list[tuple[float, str]] = []
         self.started = time.monotonic()
+        self.started_unix = time.time()
         self.config_flip = False
         self.children: dict[str, Child] = {}
 
@@ -115,7 +116,8 @@ class Soak:
                            "deadline_s": 3.0},
                 "mqtt": {"address": f"127.0.0.1:{self.ports['mqtt']}", "qos_mask": 1,
                          "qos_meta": 1, "outbox_size": 512},
-                "health": {"metrics_port": self.metrics_ports[cam]}}, indent=1))
+                "health": {"metrics_port": self.metrics_ports[cam],
+                           "ledger_file": str(self.dir / f"agent-{cam}.frames")}}, indent=1))
 
     def write_model_config(self) -> None:
         """Two configs that keep ``deeplab`` available; a reload flips between them."""
@@ -154,6 +156,7 @@ class Soak:
             self.children[child.name] = child
             child.start()
         self.started = time.monotonic()
+        self.started_unix = time.time()  # the agents' frame logs are in unix time
 
     # -- faults ------------------------------------------------------------------------
     def fault(self, fault: Fault) -> None:

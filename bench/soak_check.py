@@ -3,8 +3,10 @@ processes' resources over time.
 
 Per camera (the ledger the agent logs as it exits, docs/mqtt.md "Every frame counted"):
   captured == acknowledged + sum(dropped) + in_flight, and in_flight == 0 after SIGTERM;
-  the subscriber received exactly the acknowledged masks (each frame id once, none
-  beyond the captured ones). Over the run: no process exited unless the schedule
+  frame by frame (the agent's ``health.ledger_file``): every captured frame id settled
+  once, and the subscriber received exactly the acknowledged ones, each once. A frame
+  missing at the subscriber is listed with when it was acknowledged and the nearest
+  fault before it. Over the run: no process exited unless the schedule
   stopped it; every fault of the schedule happened; from the fifth minute on (runs of
   ten minutes or more), each agent's RSS grew less than 5% and its fds and threads
   stayed flat.
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
+
+from edgeseg.agent.ledger import ACKNOWLEDGED
 
 LEDGER_LINE = re.compile(r"frames captured=(\d+) acknowledged=(\d+) dropped=\d+ "
                          r"\(([^)]*)\) in_flight=(\d+)")
@@ -36,10 +40,40 @@ def parse_ledger(log_text: str) -> dict[str, Any] | None:
             "in_flight": int(in_flight), "dropped": drops}
 
 
+def parse_frame_log(text: str) -> list[tuple[float, int, str]]:
+    """(unix time, frame id, outcome) per settlement, from the agent's last run."""
+    runs = text.split("# start ")
+    return [(float(t), int(f), outcome) for t, f, outcome in
+            (line.split() for line in runs[-1].splitlines()[1:] if line.strip())]
+
+
+def frame_checks(soak: Any, cam: str, ledger: dict[str, Any],
+                 received: Counter[int]) -> tuple[dict[str, bool], list[dict[str, Any]]]:
+    path = soak.dir / f"agent-{cam}.frames"
+    if not path.exists():
+        return {"frame log written": False}, []
+    settled = parse_frame_log(path.read_text(errors="replace"))
+    ids = Counter(f for _, f, _ in settled)
+    acked = {f: t for t, f, outcome in settled if outcome == ACKNOWLEDGED}
+    missing = []
+    for frame_id in sorted(set(acked) - set(received)):
+        at = acked[frame_id] - soak.started_unix
+        before = [(ft, name) for ft, name in soak.faults if ft <= at]
+        missing.append({"frame_id": frame_id, "acknowledged_s": round(at, 1),
+                        "last_fault": before[-1] if before else None})
+    checks = {
+        "every captured frame settled once (frame log)":
+            len(ids) == ledger["captured"] == len(settled),
+        "the subscriber received exactly the acknowledged frames":
+            set(received) == set(acked),
+    }
+    return checks, missing
+
+
 def camera_checks(soak: Any, cam: str) -> dict[str, Any]:
     agent = soak.children[f"agent-{cam}"]
     ledger = parse_ledger(agent.log.read_text(errors="replace"))
-    received = soak.subscriber.masks.get(cam, {})
+    received = soak.subscriber.masks.get(cam, Counter())
     out: dict[str, Any] = {"ledger": ledger, "received_unique": len(received),
                            "received_total": sum(received.values()),
                            "duplicates": sum(n - 1 for n in received.values() if n > 1)}
@@ -56,6 +90,8 @@ def camera_checks(soak: Any, cam: str) -> dict[str, Any]:
         "no frame id beyond the captured ones": not beyond,
         "no frame id received twice": out["duplicates"] == 0,
     }
+    frames, out["missing"] = frame_checks(soak, cam, ledger, received)
+    out["checks"].update(frames)
     return out
 
 
@@ -111,6 +147,10 @@ def render(report: dict[str, Any]) -> str:
                      f"{ledger.get('acknowledged')} dropped {ledger.get('dropped')} in flight "
                      f"{ledger.get('in_flight')} | received {result['received_unique']} "
                      f"(+{result['duplicates']} duplicates)")
+        for miss in result.get("missing", [])[:20]:
+            lines.append(f"    not received: frame {miss['frame_id']} acknowledged at "
+                         f"{miss['acknowledged_s']} s, last fault before it: "
+                         f"{miss['last_fault']}")
     lines.append("soak: processes (from minute 5; from 30 s in runs under ten minutes)")
     for name, p in sorted(report["processes"].items()):
         lines.append(f"  {name:14} RSS {p['rss_mb_first']:7.1f} -> {p['rss_mb_last']:7.1f} MB "

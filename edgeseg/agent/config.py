@@ -188,6 +188,10 @@ class HealthConfig(_Strict):
     metrics_host: str = Field("127.0.0.1", description="Address the metrics page binds to.")
     stall_s: float = Field(10.0, gt=0, description="No frame for this long stops the "
                            "systemd watchdog pings (so systemd restarts a stuck agent).")
+    ledger_file: Path | None = Field(None, description="Append one line per settled frame "
+                                     "(unix time, frame id, outcome: acknowledged or the drop "
+                                     "reason) to this file, to audit the accounting frame by "
+                                     "frame; off by default.")
 
 
 class PreviewConfig(_Strict):

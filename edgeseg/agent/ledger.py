@@ -15,14 +15,22 @@ Contract:
   came back late: the frame was already counted).
 * ``listeners`` (optional) are called ``(frame_id, outcome)`` for every settlement,
   outside the lock; an outcome is ``"acknowledged"`` or a drop reason.
+* :class:`LedgerFile` is such a listener: one line per settled frame,
+  ``<unix time> <frame id> <outcome>``, after a ``# start`` line per agent run (frame ids
+  start at 0 each run). A write that fails (a full disk) is logged once and the file
+  stops; the agent and its counts go on.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
 
 log = logging.getLogger("edgeseg.agent.ledger")
 
@@ -121,3 +129,45 @@ class Ledger:
         with self._lock:
             return Snapshot(self._captured, self._acknowledged, dict(self._dropped),
                             len(self._in_flight), self._errors)
+
+
+class LedgerFile:
+    """Appends every settlement to ``path`` (``health.ledger_file``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file: TextIO | None = None
+        try:
+            self._file = path.open("a", buffering=1)  # a line reaches the file as written
+            self._file.write(f"# start {time.time():.3f} pid {os.getpid()}\n")
+        except OSError as exc:
+            self._failed(exc)
+
+    def __call__(self, frame_id: int, outcome: str) -> None:
+        with self._lock:
+            if self._file is None:
+                return
+            try:
+                self._file.write(f"{time.time():.3f} {frame_id} {outcome}\n")
+            except OSError as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        log.error("ledger: cannot write %s (%s); the frame log stops here, the counts go on",
+                  self.path, exc.strerror or exc)
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass  # its buffer could not be written either
+
+    def close(self) -> None:
+        with self._lock:
+            file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError as exc:
+                log.error("ledger: cannot write %s (%s)", self.path, exc.strerror or exc)

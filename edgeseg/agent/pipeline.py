@@ -32,6 +32,7 @@ import numpy as np
 from edgeseg.agent.capture import Capture, Frame
 from edgeseg.agent.config import AgentConfig
 from edgeseg.agent.inference import InferenceLoop, Result
+from edgeseg.agent.ledger import LedgerFile
 from edgeseg.agent.messages import Encoded, build_messages
 from edgeseg.agent.metrics import AgentMetrics, MetricsServer
 from edgeseg.agent.preview import FrameTap, PreviewTap
@@ -64,6 +65,9 @@ class Pipeline:
         self.labels = read_labels(cfg.labels_file)
         self.watchdog = Watchdog(cfg.health.stall_s, env)
         self.ledger = ledger = m.ledger
+        self.ledger_file = LedgerFile(cfg.health.ledger_file) if cfg.health.ledger_file else None
+        if self.ledger_file is not None:
+            ledger.listeners.append(self.ledger_file)
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(
             1, on_put=lambda f: ledger.enter(f.id),
             on_drop=lambda f: ledger.drop(f.id, "capture_overwritten"))
@@ -198,6 +202,8 @@ class Pipeline:
             self.preview.close()
         self.inference.close()
         totals = self.ledger.close("shutdown")  # what no stage settled in time
+        if self.ledger_file is not None:
+            self.ledger_file.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
         log.info("agent: stopped; %s", totals.line())

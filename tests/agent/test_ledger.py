@@ -3,11 +3,12 @@ a slow model server (frames overwritten in the slot) and a broker that is away (
 full), against a REAL Mosquitto and the fake model server."""
 
 import threading
+from pathlib import Path
 
 import pytest
 
 from edgeseg.agent.config import AgentConfig
-from edgeseg.agent.ledger import REASONS, Ledger
+from edgeseg.agent.ledger import REASONS, Ledger, LedgerFile
 from edgeseg.agent.pipeline import Pipeline
 
 from .conftest import Mosquitto, scrape, synthetic_frames, wait_until, write_clip
@@ -48,6 +49,39 @@ def test_unknown_reason_is_refused():
     assert "outbox_full" in REASONS and ledger.snapshot().in_flight == 1
 
 
+def read_frame_log(path) -> list[tuple[int, str]]:
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("# start ")
+    return [(int(f), outcome) for _t, f, outcome in (line.split() for line in lines[1:])]
+
+
+def test_the_frame_log_has_one_line_per_settlement(tmp_path):
+    ledger = Ledger()
+    ledger.listeners.append(frame_log := LedgerFile(tmp_path / "frames.log"))
+    for i in range(3):
+        ledger.enter(i)
+    ledger.acknowledge(1)
+    ledger.drop(0, "stale")
+    ledger.acknowledge(1)  # an error: counted, not logged as a second settlement
+    ledger.close()
+    frame_log.close()
+    assert read_frame_log(tmp_path / "frames.log") == [(1, "acknowledged"), (0, "stale"),
+                                                       (2, "shutdown")]
+
+
+def test_a_full_disk_stops_the_frame_log_and_nothing_else(caplog):
+    ledger = Ledger()
+    frame_log = LedgerFile(Path("/dev/full"))  # every write: ENOSPC
+    ledger.listeners.append(frame_log)
+    for i in range(3):
+        ledger.enter(i)
+        ledger.acknowledge(i)
+    frame_log.close()
+    assert ledger.snapshot().acknowledged == 3 and ledger.snapshot().balanced
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "cannot write /dev/full (No space left on device)" in errors[0]
+
+
 def parse(metrics: dict[str, float]) -> tuple[float, float, float, float]:
     dropped = sum(v for k, v in metrics.items()
                   if k.startswith("edgeseg_agent_frames_dropped_total{"))
@@ -80,7 +114,7 @@ def test_accounting_is_exact_through_a_slow_server_and_a_broker_outage(tmp_path,
         "server": {"address": f"127.0.0.1:{port}", "max_in_flight": 1},
         "mqtt": {"address": broker.address, "outbox_size": 2, "reconnect_min_s": 0.5,
                  "reconnect_max_s": 1},
-        "health": {"metrics_port": 0}})
+        "health": {"metrics_port": 0, "ledger_file": str(tmp_path / "frames.log")}})
     acknowledged: list[int] = []
     quiet_checks = []
     recorders, marks = [], []
@@ -110,6 +144,10 @@ def test_accounting_is_exact_through_a_slow_server_and_a_broker_outage(tmp_path,
         assert totals.dropped["capture_overwritten"] > 0  # the slow server
         assert totals.dropped["outbox_full"] >= 3  # the outage
         assert totals.acknowledged == len(acknowledged) >= 5
+        # the frame log: every captured frame settled exactly once, as the counts say
+        settled = read_frame_log(tmp_path / "frames.log")
+        assert sorted(f for f, _ in settled) == list(range(totals.captured))
+        assert [f for f, outcome in settled if outcome == "acknowledged"] == acknowledged
         for captured, acked, dropped, in_flight in quiet_checks:
             assert captured == acked + dropped + in_flight
         # acknowledged means delivered: every acknowledged mask reached the subscriber
