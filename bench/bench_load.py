@@ -166,6 +166,7 @@ def predict_request():
 
 def load_main(args: argparse.Namespace) -> None:
     raise_fd_limit()
+    os.nice(args.load_nice)  # it stands in for clients on other machines (see --load-nice)
     predict_request()  # imports TensorFlow before the clock starts
     print("ready", flush=True)
     sys.stdin.readline()  # "go", once the measuring client has run alone
@@ -181,6 +182,12 @@ def usage(pid: int) -> tuple[int, int, float]:
     field = dict(line.split(":", 1) for line in status.splitlines())
     field = {name: value.split()[0] for name, value in field.items() if value.split()}
     return int(field["Threads"]), len(os.listdir(f"/proc/{pid}/fd")), int(field["VmRSS"]) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (/proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -237,8 +244,7 @@ class Probe:
         while not self.stop.wait(0.5):
             try:
                 seen = scrape(self.rest_port)
-                stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                seen["cpu_s"] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+                seen["cpu_s"] = cpu_seconds(self.pid)
                 seen["loadavg"] = os.getloadavg()[0]
                 self.samples.append((time.monotonic() - self.t0, *usage(self.pid), seen))
             except OSError:
@@ -329,6 +335,12 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=100)
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--plot", type=Path, default=REPO / "build" / "bench_load.png")
+    parser.add_argument("--load-nice", type=int, default=10,
+                        help="the load process's nice value: it stands in for clients on "
+                        "other machines, so its own CPU should not be the server's latency "
+                        "(0: compete equally; the achieved offered rate is printed)")
+    parser.add_argument("--server-flag", action="append", default=[],
+                        help="an extra edgeseg serve flag (repeatable), e.g. to compare limits")
     parser.add_argument("--role", choices=["measure", "load"], default="measure")
     parser.add_argument("--grpc-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rest-port", type=int, default=0, help=argparse.SUPPRESS)
@@ -344,7 +356,8 @@ def main() -> None:
         config.write_text(f'prometheus_config {{ enable: true path: "{METRICS}" }}\n')
         proc, grpc_port = start_server(args.model, Path(tmp) / "server.log",
                                        "--model_name=default", f"--rest_api_port={rest_port}",
-                                       f"--monitoring_config_file={config}")
+                                       f"--monitoring_config_file={config}",
+                                       *args.server_flag)
         try:
             run(args, proc.pid, grpc_port, rest_port)
         finally:
@@ -356,7 +369,8 @@ def run(args: argparse.Namespace, pid: int, grpc_port: int, rest_port: int) -> N
         [sys.executable, __file__, "--role=load", f"--seconds={args.seconds}",
          f"--rate={args.rate}", f"--grpc-clients={args.grpc_clients}",
          f"--rest-clients={args.rest_clients}", f"--idle={args.idle}",
-         f"--slow={args.slow}", f"--grpc-port={grpc_port}", f"--rest-port={rest_port}"],
+         f"--slow={args.slow}", f"--grpc-port={grpc_port}", f"--rest-port={rest_port}",
+         f"--load-nice={args.load_nice}"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert load.stdin is not None and load.stdout is not None
     if load.stdout.readline().strip() != "ready":
@@ -368,10 +382,12 @@ def run(args: argparse.Namespace, pid: int, grpc_port: int, rest_port: int) -> N
     try:
         time.sleep(args.quiet)
         load_start = time.monotonic() - probe.t0
+        load_cpu = -cpu_seconds(load.pid)  # its start-up (TensorFlow's import) not counted
         load.stdin.write("go\n")
         load.stdin.flush()
         out = load.stdout.readline()  # the clients' counts, when they are done
         load_end = time.monotonic() - probe.t0
+        load_cpu += cpu_seconds(load.pid)
         load.wait(60)
         time.sleep(args.quiet)
     finally:
@@ -387,7 +403,9 @@ def run(args: argparse.Namespace, pid: int, grpc_port: int, rest_port: int) -> N
     seconds = load_end - load_start
     sent = sum(v for k, v in counts.items() if k.startswith(("grpc ", "rest ")))
     print(f"\nload: {sent} Predicts in {seconds:.0f} s ({sent / seconds:.0f}/s offered by "
-          f"{args.grpc_clients}+{args.rest_clients} clients at {args.rate:g}/s each)")
+          f"{args.grpc_clients}+{args.rest_clients} clients at {args.rate:g}/s each; "
+          f"the load process used {100 * load_cpu / seconds:.0f}% of a core at nice "
+          f"{args.load_nice})")
     plot(probe, (load_start, load_end), args.plot)
 
 
