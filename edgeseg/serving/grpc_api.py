@@ -2,10 +2,10 @@
 
 Contract: each servicer method only delegates to the transport-independent core
 (predict.py, classify.py, regress.py, multi_inference.py, model_service.py) with the
-request proto and returns its reply proto; Predict also passes the client's deadline
-(:func:`deadline_ms`), which becomes the run's timeout (a run past it is cancelled and
-answered DEADLINE_EXCEEDED). The one place statuses are mapped (and requests counted and
-timed, metrics.py) is :func:`_call`: an
+request proto and returns its reply proto; Predict, Classify, Regress and MultiInference
+also pass the client's deadline (:func:`deadline_ms`), which becomes the run's timeout (a
+run past it is cancelled and answered DEADLINE_EXCEEDED). The one place statuses are mapped (and
+requests counted and timed, metrics.py) is :func:`_call`: an
 :class:`~edgeseg.errors.EdgesegError` becomes the gRPC status of the same canonical code
 with its message; anything else is logged with its traceback and answered INTERNAL. The
 servicers hold no state and are safe on the server's thread pool.
@@ -95,14 +95,16 @@ class PredictionServicer(_PredictionBase):
                      request, context)
 
     def Classify(self, request, context):
-        return _call("Classify", classify.classify, self._core, request, context)
+        return _call("Classify", _within_deadline(classify.classify, context), self._core,
+                     request, context)
 
     def Regress(self, request, context):
-        return _call("Regress", regress.regress, self._core, request, context)
+        return _call("Regress", _within_deadline(regress.regress, context), self._core,
+                     request, context)
 
     def MultiInference(self, request, context):
-        return _call("MultiInference", multi_inference.multi_inference, self._core, request,
-                     context)
+        return _call("MultiInference", _within_deadline(multi_inference.multi_inference,
+                                                        context), self._core, request, context)
 
     def GetModelMetadata(self, request, context):
         return _call("GetModelMetadata", model_service.get_model_metadata, self._core, request,
