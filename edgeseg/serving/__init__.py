@@ -17,9 +17,10 @@ Where things are (one module per concept, each opening with its contract):
   folder that has one (LiteRT, no TensorFlow; tflite_pool.py, tflite_signatures.py)
 - metrics.py: the server's families in edgeseg/metrics.py's registry (``SERVING``) and how a
   call is labelled
-- the API core, transport-independent: predict.py, classify.py (Classify/Regress/
-  MultiInference), model_service.py (metadata, status, reload); signatures.py and
-  tensors.py are the pure pieces they share
+- the API core, transport-independent: predict.py (Predict, and run_signature: every
+  run's checks and timeout), classify.py, regress.py, multi_inference.py over examples.py
+  (tf.Example input, shared by the three), model_service.py (metadata, status, reload);
+  signatures.py and tensors.py are the pure pieces they share
 - messages: edgeseg.wire's everywhere (no TensorFlow); TensorFlow is imported only when a
   SavedModel loads (loader.py, session_options.py)
 - transports: grpc_api.py and rest_api.py (with json_codec.py) only convert and delegate;

@@ -33,6 +33,7 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2, message_factory
 
 from edgeseg.errors import InvalidArgument
+from edgeseg.model_contract import TAG_FLOAT
 from edgeseg.serving import textproto
 from edgeseg.serving.policy import PreservePolicy, VersionPolicy, VersionPolicyKind
 from edgeseg.wire.apis import model_server_config_pb2
@@ -54,7 +55,7 @@ class ModelConfig:
     base_path: str
     policy: VersionPolicy = field(default_factory=VersionPolicy)
     labels: Mapping[str, int] = field(default_factory=dict)
-    tags: tuple[str, ...] = ("serve",)
+    tags: tuple[str, ...] = (TAG_FLOAT,)
     preserve: PreservePolicy = PreservePolicy.AVAILABILITY
     prefer_tflite: bool | None = None  # None: as --prefer_tflite_model says
 
@@ -112,7 +113,7 @@ def _extended_config_class() -> MessageClass:
 def parse_model_config(
     text: str,
     origin: str = "model config",
-    default_tags: Sequence[str] = ("serve",),
+    default_tags: Sequence[str] = (TAG_FLOAT,),
     default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY,
 ) -> list[ModelConfig]:
     """The models of a ModelServerConfig text proto; InvalidArgument on anything wrong."""
@@ -123,7 +124,7 @@ def parse_model_config(
 def models_from_proto(
     config: Message,  # a tensorflow.serving.ModelServerConfig
     origin: str,
-    default_tags: Sequence[str] = ("serve",),
+    default_tags: Sequence[str] = (TAG_FLOAT,),
     default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY,
 ) -> list[ModelConfig]:
     """The models of an official ModelServerConfig message (HandleReloadConfigRequest)."""
@@ -192,7 +193,7 @@ def _version_policy(proto, where: str) -> VersionPolicy:
 
 def load_model_config_file(
     path: str | Path,
-    default_tags: Sequence[str] = ("serve",),
+    default_tags: Sequence[str] = (TAG_FLOAT,),
     default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY,
 ) -> list[ModelConfig]:
     try:

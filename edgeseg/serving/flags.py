@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeseg.errors import InvalidArgument
+from edgeseg.model_contract import TAG_FLOAT
 
 MIB = 1024 * 1024
 
@@ -50,7 +51,7 @@ class ServerFlags:
         0, "re-read --model_config_file this often; 0 = only at start-up")
     file_system_poll_wait_seconds: int = _flag(
         1, "look for new or removed versions this often; 0 = once at start-up")
-    saved_model_tags: str = _flag("serve", "comma-separated meta-graph tags to load")
+    saved_model_tags: str = _flag(TAG_FLOAT, "comma-separated meta-graph tags to load")
     max_num_load_retries: int = _flag(5, "retries of a failed load before giving up")
     load_retry_interval_micros: int = _flag(60_000_000, "wait between load retries")
     aspired_version_policy: str = _flag(

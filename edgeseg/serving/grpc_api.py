@@ -1,9 +1,10 @@
 """gRPC transport: TF Serving's PredictionService and ModelService over the core.
 
 Contract: each servicer method only delegates to the transport-independent core
-(predict.py, classify.py, model_service.py) with the request proto and returns its reply
-proto; Predict also passes the client's deadline, which becomes the run's timeout (a run past
-it is cancelled and answered DEADLINE_EXCEEDED). The one place statuses are mapped (and
+(predict.py, classify.py, regress.py, multi_inference.py, model_service.py) with the
+request proto and returns its reply proto; Predict, Classify, Regress and MultiInference
+also pass the client's deadline (:func:`deadline_ms`), which becomes the run's timeout (a
+run past it is cancelled and answered DEADLINE_EXCEEDED). The one place statuses are mapped (and
 requests counted and timed, metrics.py) is :func:`_call`: an
 :class:`~edgeseg.errors.EdgesegError` becomes the gRPC status of the same canonical code
 with its message; anything else is logged with its traceback and answered INTERNAL. The
@@ -22,7 +23,14 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from edgeseg.errors import DeadlineExceeded, EdgesegError
-from edgeseg.serving import classify, model_service, predict, profiler
+from edgeseg.serving import (
+    classify,
+    model_service,
+    multi_inference,
+    predict,
+    profiler,
+    regress,
+)
 from edgeseg.serving.core_protocol import Core
 from edgeseg.serving.metrics import SERVING, spec_labels
 from edgeseg.wire.services import model_service_pb2_grpc, prediction_service_pb2_grpc
@@ -46,6 +54,12 @@ def deadline_ms(context: grpc.ServicerContext) -> int:
     if remaining <= 0.001:
         raise DeadlineExceeded("the call's deadline passed before the model ran")
     return max(1, math.ceil(remaining * 1000))
+
+
+def _within_deadline(fn: Callable[[Any, Any, int], Any],
+                     context: grpc.ServicerContext) -> Callable[[Any, Any], Any]:
+    """``fn(core, request, timeout_ms)`` run within the client's deadline."""
+    return lambda core, request: fn(core, request, deadline_ms(context))
 
 
 def _call(api: str, fn: Callable[[Any, Any], Any], core: Core, request: Any,
@@ -77,17 +91,20 @@ class PredictionServicer(_PredictionBase):
         self._core = core
 
     def Predict(self, request, context):  # names fixed by the proto
-        return _call("Predict", lambda core, request: predict.predict(
-            core, request, deadline_ms(context)), self._core, request, context)
+        return _call("Predict", _within_deadline(predict.predict, context), self._core,
+                     request, context)
 
     def Classify(self, request, context):
-        return _call("Classify", classify.classify, self._core, request, context)
+        return _call("Classify", _within_deadline(classify.classify, context), self._core,
+                     request, context)
 
     def Regress(self, request, context):
-        return _call("Regress", classify.regress, self._core, request, context)
+        return _call("Regress", _within_deadline(regress.regress, context), self._core,
+                     request, context)
 
     def MultiInference(self, request, context):
-        return _call("MultiInference", classify.multi_inference, self._core, request, context)
+        return _call("MultiInference", _within_deadline(multi_inference.multi_inference,
+                                                        context), self._core, request, context)
 
     def GetModelMetadata(self, request, context):
         return _call("GetModelMetadata", model_service.get_model_metadata, self._core, request,

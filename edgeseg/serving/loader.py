@@ -30,7 +30,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeseg.errors import DataLoss, EdgesegError, NotFound, ResourceExhausted, Status
+from edgeseg.errors import (
+    DataLoss,
+    DeadlineExceeded,
+    EdgesegError,
+    NotFound,
+    ResourceExhausted,
+    Status,
+)
 from edgeseg.serving.integrity import check_saved_model
 
 log = logging.getLogger(__name__)
@@ -100,7 +107,12 @@ class LoadedModel:
         try:
             return list(fn(*(feeds[n] for n in names)))
         except Exception as exc:
-            raise _run_error(exc) from exc
+            error = _run_error(exc)
+            if error.status is Status.DEADLINE_EXCEEDED and timeout_ms > 0:
+                # as TfLiteModel.run says it, not "Timed out waiting for notification"
+                error = DeadlineExceeded(f"running the model took longer than {timeout_ms} "
+                                         f"ms; the session cancelled it")
+            raise error from exc
 
     def _callable(self, feeds: tuple[str, ...], fetches: tuple[str, ...],
                   timeout_ms: int) -> Any:

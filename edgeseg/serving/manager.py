@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeseg.errors import EdgesegError, Internal, NotFound
+from edgeseg.model_contract import TAG_FLOAT
 from edgeseg.serving.metrics import SERVING
 from edgeseg.serving.policy import Action, PreservePolicy, Snapshot, Verb, next_action
 from edgeseg.serving.servable import Handle, Servable, State
@@ -43,7 +44,7 @@ MAX_ENDED_KEPT = 8  # per model: ended versions kept for GetModelStatus
 class StreamOptions:
     """How one model's versions are loaded and swapped."""
 
-    tags: tuple[str, ...] = ("serve",)
+    tags: tuple[str, ...] = (TAG_FLOAT,)
     preserve: PreservePolicy = PreservePolicy.AVAILABILITY
     prefer_tflite: bool | None = None  # None: the loader factory's own default (the flag)
 

@@ -12,8 +12,8 @@ Contract: routes as TF Serving's http_rest_api_handler::
     POST /v1/models/NAME[/versions/N | /labels/L]:regress    -> Regress
 
 :class:`Routes` only converts (URL and JSON to protos or arrays, back to JSON) and delegates
-to the core (model_service.py, predict.py, classify.py); the transport (connections, worker
-pool, timeouts, limits) is http_server.py. Requests are counted and timed in
+to the core (model_service.py, predict.py, classify.py, regress.py); the transport
+(connections, worker pool, timeouts, limits) is http_server.py. Requests are counted and timed in
 :meth:`Routes.__call__` (metrics.py); the one place statuses become HTTP codes is
 :data:`HTTP_CODES` / :func:`http_code`: INVALID_ARGUMENT and FAILED_PRECONDITION 400,
 NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNIMPLEMENTED 501, UNAVAILABLE 503,
@@ -33,7 +33,14 @@ from typing import Any
 
 from edgeseg.errors import EdgesegError, InvalidArgument, NotFound, Status, Unavailable
 from edgeseg.metrics import exposition
-from edgeseg.serving import classify, json_codec, model_service, protocompat, signatures
+from edgeseg.serving import (
+    classify,
+    json_codec,
+    model_service,
+    protocompat,
+    regress,
+    signatures,
+)
 from edgeseg.serving.core_protocol import Core
 from edgeseg.serving.health import readiness
 from edgeseg.serving.http_message import Limits, Request, Response, json_response
@@ -123,7 +130,7 @@ def classify_or_regress(core: Core, spec: Message, verb: str, body: Any,
         return json_codec.classification_json(
             classify.classify(core, request, timeout_ms).result)
     request = regression_pb2.RegressionRequest(model_spec=spec, input=request_input)
-    return json_codec.regression_json(classify.regress(core, request, timeout_ms).result)
+    return json_codec.regression_json(regress.regress(core, request, timeout_ms).result)
 
 
 class Routes:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgeseg.errors import FailedPrecondition, InvalidArgument
+from edgeseg.model_contract import TAG_FLOAT
 from edgeseg.serving.config import ModelConfig
 from edgeseg.serving.core_protocol import ModelSpecLike
 from edgeseg.serving.loader import Loader
@@ -39,7 +40,7 @@ class CoreOptions:
     load_retry_interval_s: float = 60.0
     allow_labels_for_unavailable: bool = False
     method_name_check: bool = False
-    default_tags: tuple[str, ...] = ("serve",)  # for models whose config names none
+    default_tags: tuple[str, ...] = (TAG_FLOAT,)  # for models whose config names none
     default_preserve: PreservePolicy = PreservePolicy.AVAILABILITY
 
 

@@ -25,7 +25,7 @@ MAX_RECORDS = 1000
 
 
 class _Handle:
-    """What predict.py and classify.py read from a servable handle."""
+    """What predict.py and examples.py read from a servable handle."""
 
     def __init__(self, model: Any) -> None:
         self.model, self.name, self.version = model, "warmup", 0
@@ -39,7 +39,7 @@ class _Handle:
 
 class _OneModel:
     """A core holding just the model being loaded, so records replay through predict.py
-    and classify.py exactly as real requests will."""
+    and classify.py/regress.py/multi_inference.py exactly as real requests will."""
 
     def __init__(self, model: Any) -> None:
         self._model = model
@@ -54,7 +54,7 @@ def warmup_file(version_path: str | Path) -> Path:
 
 
 def _replay_one(core: Any, log: Any) -> None:  # a _OneModel: duck-typed, not a Core
-    from edgeseg.serving import classify, predict  # they import warmup
+    from edgeseg.serving import classify, multi_inference, predict, regress  # import warmup
 
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
@@ -62,9 +62,9 @@ def _replay_one(core: Any, log: Any) -> None:  # a _OneModel: duck-typed, not a 
     elif kind == "classify_log":
         classify.classify(core, log.classify_log.request)
     elif kind == "regress_log":
-        classify.regress(core, log.regress_log.request)
+        regress.regress(core, log.regress_log.request)
     elif kind == "multi_inference_log":
-        classify.multi_inference(core, log.multi_inference_log.request)
+        multi_inference.multi_inference(core, log.multi_inference_log.request)
     else:
         raise InvalidArgument(f"unsupported log type {kind!r}")
 

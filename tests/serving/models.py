@@ -3,8 +3,9 @@
 - two_tag_model: ONE SavedModel with tag-sets {serve} (y = x*w + 1) and {serve_quantized}
   (y = x*w + 100) sharing one variables checkpoint (w = 1), like an `edgeseg export`.
 - slow_model: y = x after spinning a while_loop `n` times (input n, int32 scalar), so a
-  test can keep a request in flight for as long as it wants; its `regress` signature does
-  the same for tf.Examples with int64 features `x` and `n`.
+  test can keep a request in flight for as long as it wants; its `regress` signature
+  (outputs = x) and `classify` signature (one score, x) do the same for tf.Examples with a
+  float feature `x` and an int64 feature `n`.
 """
 
 from __future__ import annotations
@@ -55,10 +56,13 @@ def slow_model(path: Path) -> Path:
             lambda i, s: (i + 1, s + 1.0), [tf.constant(0), tf.constant(0.0)])
         outputs = tf.identity(features["x"] + 0.0 * example_spins, name="outputs")
         regress = v1.saved_model.signature_def_utils.regression_signature_def(examples, outputs)
+        scores = tf.expand_dims(outputs, 1, name="scores")
+        classify = v1.saved_model.signature_def_utils.classification_signature_def(
+            examples, None, scores)
         builder = v1.saved_model.Builder(str(path))
         builder.add_meta_graph_and_variables(
             sess, ["serve"],
             signature_def_map={"serving_default": _signature({"x": x, "n": n}, {"y": y}),
-                               "regress": regress})
+                               "regress": regress, "classify": classify})
         builder.save()
     return path
