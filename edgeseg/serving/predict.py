@@ -1,16 +1,21 @@
 """Predict: the transport-independent core of PredictionService.Predict.
 
-Contract: :func:`predict` takes a ``tensorflow.serving.PredictRequest`` and a
-:class:`~edgeseg.serving.server_core.ServerCore`, and returns a ``PredictResponse`` whose
-``model_spec`` names the model, the version that actually answered and the signature used
-("serving_default" when the request left it empty). It holds a counted handle on that
-version for exactly the duration of the call. Every deliberate failure is an
-:class:`~edgeseg.errors.EdgesegError` (see signatures.py for which status means what);
-transports convert protos and map statuses, nothing more. gRPC and (later) REST share it.
+Contract: :func:`run` takes the server core, a model spec, the input arrays (or a function
+of the signature that decodes them: REST's JSON needs the signature's dtypes), an output
+filter and a timeout, and returns a :class:`PredictResult`: the model's name, the version
+that actually answered, the signature used ("serving_default" when the spec left it empty)
+and the output arrays. It holds a counted handle on that version for exactly the duration
+of the call; with ``timeout_ms`` > 0 (REST's --rest_api_timeout_in_ms, a gRPC client's
+deadline) the run is cancelled past it and DEADLINE_EXCEEDED is raised. Every deliberate
+failure is an :class:`~edgeseg.errors.EdgesegError` (see signatures.py for which status
+means what). The transports only convert: :func:`predict` is gRPC's (PredictRequest in,
+PredictResponse out), rest_api.py has REST's JSON.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from edgeseg.errors import EdgesegError
@@ -44,22 +49,37 @@ def run_signature(model: Any, signature: Any, inputs: dict[str, Any],
     return dict(zip(aliases, results, strict=True))
 
 
-def predict(core: Core, request: Message,
-            timeout_ms: int = 0) -> Message:
-    """The reply to ``request``; with ``timeout_ms`` > 0 (REST's --rest_api_timeout_in_ms, a
-    gRPC client's deadline) the run is cancelled past it and DEADLINE_EXCEEDED is raised."""
-    with core.handle(request.model_spec) as handle:
-        sig_name, signature = signatures.find_signature(
-            handle.model.signature_defs, request.model_spec.signature_name
-        )
-        inputs = {
-            alias: tensors.decode(proto, f"input '{alias}'")
-            for alias, proto in request.inputs.items()
-        }
-        outputs = run_signature(handle.model, signature, inputs, request.output_filter,
+@dataclass(frozen=True)
+class PredictResult:
+    name: str
+    version: int
+    signature_name: str
+    outputs: dict[str, Any]  # output alias -> array
+
+
+Inputs = Mapping[str, Any] | Callable[[Any], Mapping[str, Any]]
+
+
+def run(core: Core, spec: Message, inputs: Inputs, output_filter: Any = (),
+        timeout_ms: int = 0) -> PredictResult:
+    """Run the signature ``spec`` names on ``inputs`` ({alias: array}, or a function of the
+    signature that returns them)."""
+    with core.handle(spec) as handle:
+        sig_name, signature = signatures.find_signature(handle.model.signature_defs,
+                                                        spec.signature_name)
+        arrays = inputs(signature) if callable(inputs) else inputs
+        outputs = run_signature(handle.model, signature, dict(arrays), output_filter,
                                 timeout_ms)
-        response = predict_pb2.PredictResponse()
-        fill_model_spec(response.model_spec, handle.name, handle.version, sig_name)
-        for alias, value in outputs.items():
-            tensors.encode(value, out=response.outputs[alias])
-        return response
+        return PredictResult(handle.name, handle.version, sig_name, outputs)
+
+
+def predict(core: Core, request: Message, timeout_ms: int = 0) -> Message:
+    """gRPC's side: a PredictRequest's tensors decoded, run, the reply encoded."""
+    inputs = {alias: tensors.decode(proto, f"input '{alias}'")
+              for alias, proto in request.inputs.items()}
+    result = run(core, request.model_spec, inputs, request.output_filter, timeout_ms)
+    response = predict_pb2.PredictResponse()
+    fill_model_spec(response.model_spec, result.name, result.version, result.signature_name)
+    for alias, value in result.outputs.items():
+        tensors.encode(value, out=response.outputs[alias])
+    return response

@@ -39,14 +39,13 @@ from edgeseg.serving import (
     model_service,
     protocompat,
     regress,
-    signatures,
 )
+from edgeseg.serving import predict as predict_core
 from edgeseg.serving.core_protocol import Core
 from edgeseg.serving.health import readiness
 from edgeseg.serving.http_message import Limits, Request, Response, json_response
 from edgeseg.serving.http_server import HttpServer
 from edgeseg.serving.metrics import SERVING
-from edgeseg.serving.predict import run_signature
 from edgeseg.wire.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -111,11 +110,16 @@ def predict(core: Core, spec: Message, body: Any, timeout_ms: int = 0) -> dict:
     name = body.get("signature_name", "") if isinstance(body, dict) else ""
     if not isinstance(name, str):
         raise InvalidArgument("'signature_name' must be a string")
-    with core.handle(spec) as handle:
-        _, signature = signatures.find_signature(handle.model.signature_defs, name)
-        inputs, row_format = json_codec.predict_inputs(body, signature.inputs)
-        outputs = run_signature(handle.model, signature, inputs, timeout_ms=timeout_ms)
-    return json_codec.predict_outputs(outputs, row_format)
+    spec.signature_name = name
+    row_format = []  # how the body was written (rows or columns) is how the answer is
+
+    def decode(signature: Any) -> dict[str, Any]:
+        inputs, rows = json_codec.predict_inputs(body, signature.inputs)
+        row_format.append(rows)
+        return inputs
+
+    result = predict_core.run(core, spec, decode, timeout_ms=timeout_ms)
+    return json_codec.predict_outputs(result.outputs, row_format[0])
 
 
 def classify_or_regress(core: Core, spec: Message, verb: str, body: Any,

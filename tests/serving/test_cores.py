@@ -136,6 +136,22 @@ def test_predict_answers_with_the_spec_it_used(core):
     assert spec_of(response) == (HALF, VERSION, "serving_default")
 
 
+def test_the_predict_core_takes_arrays_or_a_decoder_of_the_signature(core):
+    spec = predict_request().model_spec
+    result = predict.run(core, spec, {"x": np.float32([[1.0]])})
+    assert (result.name, result.version, result.signature_name) == (HALF, VERSION,
+                                                                     "serving_default")
+    assert result.outputs["y"].tolist() == [[2.5]]
+    seen = []
+
+    def decode(signature):  # REST's way: the JSON's dtypes come from the signature
+        seen.append(sorted(signature.inputs))
+        return {"x": np.float32([[4.0]])}
+
+    assert predict.run(core, spec, decode).outputs["y"].tolist() == [[4.0]]
+    assert seen == [["x"]]
+
+
 def test_predict_other_signature_version_and_output_filter(core):
     request = predict_request(signature="regress_x2_to_y3", version=VERSION,
                               inputs=np.float32([4.0]))
