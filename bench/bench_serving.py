@@ -47,10 +47,11 @@ from edgeseg.model_contract import (  # noqa: E402
 READY = re.compile(r"gRPC listening on 127\.0\.0\.1:(\d+)")
 
 
-def export(base: Path, size: int) -> None:
+def export(base: Path, size: int, *, cwd: Path = REPO, env: dict | None = None) -> None:
+    """Export with the exporter of the tree at ``cwd`` (``python -m`` imports from there)."""
     subprocess.run([sys.executable, "-m", "edgeseg", "export", "deeplabv3", "--output", str(base),
                     "--version", "1", "--input-size", str(size), "--quiet"],
-                   cwd=REPO, check=True)
+                   cwd=cwd, env=env, check=True)
 
 
 def free_port() -> int:
@@ -59,12 +60,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(base: Path, log_path: Path, *flags: str) -> tuple[subprocess.Popen, int]:
+def start_server(base: Path, log_path: Path, *flags: str, cwd: Path = REPO,
+                 env: dict | None = None) -> tuple[subprocess.Popen, int]:
+    """A server of the tree at ``cwd`` (bench_compare runs one per git revision); later
+    ``flags`` override the defaults here, e.g. ``--model_name``."""
     log = open(log_path, "wb")  # the child keeps writing to it
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeseg", "serve", "--grpc_bind_address=127.0.0.1", "--port=0",
          "--model_name=deeplab", f"--model_base_path={base}", *flags],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         text = log_path.read_text(errors="replace")
