@@ -124,20 +124,23 @@ class GraphRun:
         if not (self.ctx.quantized and x_t.quantized and w_t.quantized and out_t.quantized
                 and x_t.quantization.per_tensor and out_t.quantization.per_tensor):
             return None
+        w_scale = self.specs[w_t.index].scale  # broadcastable to the filter in TF layout
+        if w_scale is None:  # float weights (plan_weights gives quantized ones a scale)
+            return None
         tf = self.tf
         s_in = float(x_t.quantization.scale[0])
         s_out = float(out_t.quantization.scale[0])
-        spec = self.specs[w_t.index]
         x_int = tf.round(self.value(op.inputs[0]) * np.float32(1.0 / s_in))
-        w_int = tf.round(self.value(op.inputs[1]) / spec.scale)
+        w_int = tf.round(self.value(op.inputs[1]) / w_scale)
         acc = conv(x_int, w_int)
+        channel_scale = np.reshape(w_scale, -1)  # one per output channel
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             b_t = self.fb.tensors[op.inputs[2]]
             b_scale = (b_t.quantization.scale if b_t.quantization is not None
-                       else np.float32(s_in) * np.reshape(spec.scale, -1))
+                       else np.float32(s_in) * channel_scale)
             acc = tf.nn.bias_add(acc, tf.round(self.value(op.inputs[2])
                                                / np.asarray(b_scale, np.float32)))
-        multiplier = s_in * np.reshape(spec.scale, -1).astype(np.float64) / s_out
+        multiplier = s_in * channel_scale.astype(np.float64) / s_out
         return self.requantize(op, acc, multiplier, out_t)
 
     def requantize(self, op: Any, acc: Any, multiplier: np.ndarray, out_t: Any) -> Any:

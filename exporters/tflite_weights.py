@@ -81,13 +81,18 @@ def _weight_spec(name: str, tensor: Any, layout: Callable[[np.ndarray], np.ndarr
         return WeightSpec(name)  # float weights, or int32 biases (exact at 32 bits)
     qmin, qmax = tensor.quant_range()
     if quant.per_tensor:
-        return WeightSpec(name, np.float32(quant.scale[0]), np.float32(quant.zero_point[0]),
+        return WeightSpec(name, _scalar(quant.scale[0]), _scalar(quant.zero_point[0]),
                           qmin, qmax)
     shape = [1] * len(tensor.shape)
     shape[quant.axis] = quant.scale.size
     scale = layout(np.broadcast_to(quant.scale.reshape(shape), tensor.shape))
     zero = layout(np.broadcast_to(quant.zero_point.reshape(shape), tensor.shape))
     return WeightSpec(name, _squeeze_broadcast(scale), _squeeze_broadcast(zero), qmin, qmax)
+
+
+def _scalar(value: float | np.number[Any]) -> np.ndarray:
+    """A per-tensor parameter as a 0-d float32 array: broadcasts as the scalar does."""
+    return np.asarray(value, np.float32)
 
 
 def _squeeze_broadcast(a: np.ndarray) -> np.ndarray:
