@@ -7,7 +7,6 @@ tests that need it skip, naming the folder, when it is absent.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
