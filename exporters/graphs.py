@@ -45,7 +45,8 @@ class _Context:
         self._record = record
 
     def weight(self, name: str, channel_axis: int | None = None) -> tf.Tensor:
-        key = (name, channel_axis if self.quantized and self._kit else None)
+        axis = channel_axis if self.quantized and self._kit else None
+        key = (name, axis)
         cached = self.owner.weight_cache.get(key)
         if cached is not None:
             return cached
@@ -56,8 +57,8 @@ class _Context:
                            "source did not declare") from None
         with self.owner.graph.name_scope("weights/"):
             tensor = variable.read_value()
-            if key[1] is not None:
-                tensor = fake_quant_per_channel(tensor, channel_axis)  # type: ignore[arg-type]
+            if axis is not None:
+                tensor = fake_quant_per_channel(tensor, axis)
         self.owner.weight_cache[key] = tensor
         return tensor
 

@@ -35,9 +35,10 @@ class GraphContext(Protocol):
 
     quantized: bool
 
-    def weight(self, name: str, channel_axis: int = -1) -> Any:
+    def weight(self, name: str, channel_axis: int | None = None) -> Any:
         """The variable ``name`` as a float tensor (per-channel quantized in the
-        int8 graph when the kit quantizes; ``channel_axis`` is the output-channel axis)."""
+        int8 graph when the kit quantizes; ``channel_axis`` is a filter's output-channel
+        axis, None for weights that are not filters and are never per-channel quantized)."""
 
     def activation(self, name: str, tensor: Any) -> Any:
         """Mark an activation: recorded for calibration, fake-quantized in the int8 graph."""

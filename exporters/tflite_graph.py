@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import InvalidArgument, Unimplemented
+from edgeseg.errors import Internal, InvalidArgument, Unimplemented
 from exporters.model import GraphContext
+from exporters.tflite import Flatbuffer, Operator, Quantization, Tensor
 from exporters.tflite_ops import OPS
 from exporters.tflite_quant import (
     ACTIVATIONS,
@@ -34,10 +35,24 @@ from exporters.tflite_quant import (
 from exporters.tflite_weights import WeightSpec
 
 
+def quantization(tensor: Tensor) -> Quantization:
+    """The quantization of a tensor the caller has checked is ``quantized``."""
+    if tensor.quantization is None:
+        raise Internal(f"tensor {tensor.index} '{tensor.name}' is read as quantized "
+                       "but carries no quantization")
+    return tensor.quantization
+
+
+def scale_zero(tensor: Tensor) -> tuple[float, float]:
+    """A per-tensor quantized tensor's (scale, zero point)."""
+    quant = quantization(tensor)
+    return float(quant.scale[0]), float(quant.zero_point[0])
+
+
 class GraphRun:
     """Builds one forward pass of the flatbuffer in the current TF graph."""
 
-    def __init__(self, fb: Any, specs: dict[int, WeightSpec], ctx: GraphContext) -> None:
+    def __init__(self, fb: Flatbuffer, specs: dict[int, WeightSpec], ctx: GraphContext) -> None:
         import tensorflow as tf
 
         self.tf = tf
@@ -81,7 +96,7 @@ class GraphRun:
         self.env[index] = value
         return value
 
-    def const(self, op: Any, position: int) -> np.ndarray:
+    def const(self, op: Operator, position: int) -> np.ndarray:
         tensor = self.fb.tensors[op.inputs[position]]
         if tensor.data is None:
             raise Unimplemented(f"operator {op.index} ({op.name}): input {position} "
@@ -89,12 +104,12 @@ class GraphRun:
                                 "needs it constant")
         return np.asarray(tensor.data)
 
-    def _quantize_output(self, x: Any, tensor: Any) -> Any:
+    def _quantize_output(self, x: Any, tensor: Tensor) -> Any:
         if not tensor.quantized:
             return x
         if not self.ctx.quantized:
             return self._saturate(x, tensor)
-        quant = tensor.quantization
+        quant = quantization(tensor)
         shape = [1] * max(len(tensor.shape), 1)
         if not quant.per_tensor:
             shape[quant.axis] = quant.scale.size
@@ -102,18 +117,17 @@ class GraphRun:
         return fake_quant(self.tf, x, quant.scale.reshape(shape),
                           quant.zero_point.reshape(shape), qmin, qmax)
 
-    def _saturate(self, x: Any, tensor: Any) -> Any:
+    def _saturate(self, x: Any, tensor: Tensor) -> Any:
         """Float graph: clamp to the range the tensor's int8 type can hold. A model
         trained with quantization (FakeQuant on every activation, as the Coral DeepLab
         was) learned with these clamps; leaving them out changes what it computes."""
-        quant = tensor.quantization
-        if not quant.per_tensor:
+        if not quantization(tensor).per_tensor:
             return x
         qmin, qmax = tensor.quant_range()
-        scale, zero = float(quant.scale[0]), float(quant.zero_point[0])
+        scale, zero = scale_zero(tensor)
         return self.tf.clip_by_value(x, (qmin - zero) * scale, (qmax - zero) * scale)
 
-    def integer_conv(self, op: Any, conv: Callable[[Any, Any], Any]) -> Any | None:
+    def integer_conv(self, op: Operator, conv: Callable[[Any, Any], Any]) -> Any | None:
         """In the int8 graph, a convolution whose input, filter and output are quantized
         runs as the int8 kernel does: integer operands (exact in float32), int32 bias,
         the per-channel multiplier s_in * s_w / s_out with TFLite's double rounding,
@@ -122,25 +136,28 @@ class GraphRun:
         x_t, w_t, out_t = (self.fb.tensors[i] for i in (op.inputs[0], op.inputs[1],
                                                          op.outputs[0]))
         if not (self.ctx.quantized and x_t.quantized and w_t.quantized and out_t.quantized
-                and x_t.quantization.per_tensor and out_t.quantization.per_tensor):
+                and quantization(x_t).per_tensor and quantization(out_t).per_tensor):
+            return None
+        w_scale = self.specs[w_t.index].scale  # broadcastable to the filter in TF layout
+        if w_scale is None:  # float weights (plan_weights gives quantized ones a scale)
             return None
         tf = self.tf
-        s_in = float(x_t.quantization.scale[0])
-        s_out = float(out_t.quantization.scale[0])
-        spec = self.specs[w_t.index]
+        s_in, _ = scale_zero(x_t)
+        s_out, _ = scale_zero(out_t)
         x_int = tf.round(self.value(op.inputs[0]) * np.float32(1.0 / s_in))
-        w_int = tf.round(self.value(op.inputs[1]) / spec.scale)
+        w_int = tf.round(self.value(op.inputs[1]) / w_scale)
         acc = conv(x_int, w_int)
+        channel_scale = np.reshape(w_scale, -1)  # one per output channel
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             b_t = self.fb.tensors[op.inputs[2]]
             b_scale = (b_t.quantization.scale if b_t.quantization is not None
-                       else np.float32(s_in) * np.reshape(spec.scale, -1))
+                       else np.float32(s_in) * channel_scale)
             acc = tf.nn.bias_add(acc, tf.round(self.value(op.inputs[2])
                                                / np.asarray(b_scale, np.float32)))
-        multiplier = s_in * np.reshape(spec.scale, -1).astype(np.float64) / s_out
+        multiplier = s_in * channel_scale.astype(np.float64) / s_out
         return self.requantize(op, acc, multiplier, out_t)
 
-    def requantize(self, op: Any, acc: Any, multiplier: np.ndarray, out_t: Any) -> Any:
+    def requantize(self, op: Operator, acc: Any, multiplier: np.ndarray, out_t: Tensor) -> Any:
         """int32 accumulator -> the output's real value, as TFLite's
         MultiplyByQuantizedMultiplier does it: M = m * 2**-r with m in [0.5, 1) is
         applied as round(acc * m), then a rounding shift right by r (double rounding:
@@ -148,8 +165,7 @@ class GraphRun:
         this way matches TFLite's uint8 CONV_2D / DEPTHWISE_CONV_2D / QUANTIZE bit for
         bit on the Coral DeepLab; a float conv rounded once differs on 20% of values."""
         tf = self.tf
-        s_out = float(out_t.quantization.scale[0])
-        zero_out = float(out_t.quantization.zero_point[0])
+        s_out, zero_out = scale_zero(out_t)
         fixed, shift = quantize_multiplier(multiplier)
         # float64: acc * m must be exact to the 2**-31 of the int64 kernel.
         t = tf.floor(tf.cast(acc, tf.float64) * fixed + 0.5)
@@ -160,14 +176,14 @@ class GraphRun:
         self.requantized.add(op.index)
         return (q - zero_out) * np.float32(s_out)
 
-    def activation_range(self, op: Any, out_t: Any) -> tuple[float, float]:
+    def activation_range(self, op: Operator, out_t: Tensor) -> tuple[float, float]:
         """The fused activation as an integer clamp (TFLite's CalculateActivationRange)."""
         qmin, qmax = out_t.quant_range()
+        scale, zero = scale_zero(out_t)
         return activation_range(op.options.get("FusedActivationFunction", 0),
-                                float(out_t.quantization.scale[0]),
-                                int(out_t.quantization.zero_point[0]), qmin, qmax)
+                                scale, int(zero), qmin, qmax)
 
-    def activation(self, x: Any, op: Any) -> Any:
+    def activation(self, x: Any, op: Operator) -> Any:
         code = op.options.get("FusedActivationFunction", 0)
         if code not in ACTIVATIONS:
             raise Unimplemented(f"operator {op.index} ({op.name}) has fused activation "
@@ -184,5 +200,5 @@ class GraphRun:
             return tf.tanh(x)
         return x
 
-    def padding(self, op: Any) -> str:
+    def padding(self, op: Operator) -> str:
         return PADDING[op.options.get("Padding", 0)]

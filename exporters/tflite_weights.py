@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import InvalidArgument
+from exporters.tflite import Flatbuffer, Tensor
 from exporters.tflite_ops import OPS
 
 # Output-channel axis of a filter in TF layout, by role.
@@ -36,7 +37,7 @@ class WeightSpec:
     channel_axis: int | None = None  # filters: for the kit's per-channel int8 (float models)
 
 
-def plan_weights(fb: Any) -> tuple[dict[str, np.ndarray], dict[int, WeightSpec]]:
+def plan_weights(fb: Flatbuffer) -> tuple[dict[str, np.ndarray], dict[int, WeightSpec]]:
     """Every float or quantized constant becomes a float32 variable in TF layout."""
     roles: dict[int, tuple[str, int]] = {}
     for op in fb.operators:
@@ -60,7 +61,7 @@ def plan_weights(fb: Any) -> tuple[dict[str, np.ndarray], dict[int, WeightSpec]]
     return weights, specs
 
 
-def _layout(role: str, channels: int, tensor: Any) -> Callable[[np.ndarray], np.ndarray]:
+def _layout(role: str, channels: int, tensor: Tensor) -> Callable[[np.ndarray], np.ndarray]:
     if role == "conv":
         return lambda a: np.transpose(a, (1, 2, 3, 0))
     if role == "transpose":
@@ -74,20 +75,25 @@ def _layout(role: str, channels: int, tensor: Any) -> Callable[[np.ndarray], np.
     return lambda a: a
 
 
-def _weight_spec(name: str, tensor: Any, layout: Callable[[np.ndarray], np.ndarray]
+def _weight_spec(name: str, tensor: Tensor, layout: Callable[[np.ndarray], np.ndarray]
                  ) -> WeightSpec:
     quant = tensor.quantization
     if quant is None or tensor.dtype not in ("UINT8", "INT8", "INT16"):
         return WeightSpec(name)  # float weights, or int32 biases (exact at 32 bits)
     qmin, qmax = tensor.quant_range()
     if quant.per_tensor:
-        return WeightSpec(name, np.float32(quant.scale[0]), np.float32(quant.zero_point[0]),
+        return WeightSpec(name, _scalar(quant.scale[0]), _scalar(quant.zero_point[0]),
                           qmin, qmax)
     shape = [1] * len(tensor.shape)
     shape[quant.axis] = quant.scale.size
     scale = layout(np.broadcast_to(quant.scale.reshape(shape), tensor.shape))
     zero = layout(np.broadcast_to(quant.zero_point.reshape(shape), tensor.shape))
     return WeightSpec(name, _squeeze_broadcast(scale), _squeeze_broadcast(zero), qmin, qmax)
+
+
+def _scalar(value: float | np.number[Any]) -> np.ndarray:
+    """A per-tensor parameter as a 0-d float32 array: broadcasts as the scalar does."""
+    return np.asarray(value, np.float32)
 
 
 def _squeeze_broadcast(a: np.ndarray) -> np.ndarray:
@@ -100,7 +106,7 @@ def _squeeze_broadcast(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _variable_name(tensor: Any) -> str:
+def _variable_name(tensor: Tensor) -> str:
     short = tensor.name.split(";")[0]
     short = re.sub(r"[^A-Za-z0-9_./-]", "_", short).strip("/") or "tensor"
     return f"tflite/t{tensor.index:04d}/{short}"[:200]

@@ -7,7 +7,6 @@ tests that need it skip, naming the folder, when it is absent.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -58,8 +57,7 @@ def recorder_factory():
     def make(port: int, prefix: str = "edgeseg/#") -> Recorder:
         rec = Recorder(port, prefix)
         made.append(rec)
-        wait_until(rec.client.is_connected, 5, what="subscriber connected")
-        time.sleep(0.1)  # SUBACK
+        wait_until(rec.subscribed.is_set, 5, what="the subscriber's SUBACK")
         return rec
 
     try:

@@ -96,14 +96,17 @@ class Mosquitto:
 
 
 class Recorder:
-    """Records every message under a prefix with its MQTT 5 properties and arrival time."""
+    """Records every message under a prefix with its MQTT 5 properties and arrival time;
+    ``subscribed`` is set once the broker has acknowledged the subscription (SUBACK)."""
 
     def __init__(self, broker_port: int, prefix: str = "edgeseg/#") -> None:
         self.messages: list[dict] = []
         self.lock = threading.Lock()
+        self.subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(prefix, qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.reconnect_delay_set(1, 1)
         self.client.connect("127.0.0.1", broker_port, keepalive=5)
         self.client.loop_start()

@@ -76,7 +76,7 @@ def test_loop_restarts_the_file(tmp_path):
     stop = threading.Event()
     cap = Capture(SourceConfig(uri=str(clip), loop=True, pace=200), out, stop)
     cap.start()
-    time.sleep(0.3)
+    wait_until(lambda: len(out) > 10, 10, what="the 5-frame file played more than twice")
     stop.set()
     frames = drain(out)
     assert len(frames) > 10 and not cap.ended.is_set()
@@ -89,7 +89,7 @@ def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(tmp_path):
     out = DropOldestQueue(1, on_drop=overwritten.append)
     cap = Capture(SourceConfig(uri=str(clip), pace=100), out, threading.Event(), metrics)
     cap.start()
-    time.sleep(0.1)
+    wait_until(lambda: overwritten, 5, what="a frame replaced before the consumer takes one")
     first = out.get(1)
     cap.join(5)
     last = drain(out)
@@ -107,7 +107,7 @@ def test_missing_source_backs_off_with_a_clear_log_line(tmp_path, caplog):
     cap = Capture(cfg, DropOldestQueue(1), stop, metrics, on_state=states.append)
     with caplog.at_level(logging.WARNING, "edgeseg.agent.capture"):
         cap.start()
-        time.sleep(1.5)
+        time.sleep(1.5)  # a known span: the attempts made in it are the backoff under test
         stop.set()
         cap.join(2)
     attempts = metrics.source_reconnects.value
@@ -125,9 +125,10 @@ def test_missing_source_backs_off_with_a_clear_log_line(tmp_path, caplog):
 def test_stop_interrupts_a_long_backoff(tmp_path):
     stop = threading.Event()
     cfg = SourceConfig(uri=str(tmp_path / "nope.avi"), backoff_initial_s=30, backoff_max_s=30)
-    cap = Capture(cfg, DropOldestQueue(1), stop)
+    states: list[bool] = []
+    cap = Capture(cfg, DropOldestQueue(1), stop, on_state=states.append)
     cap.start()
-    time.sleep(0.2)
+    wait_until(lambda: states == [False], 5, what="the first failed open (the backoff begins)")
     t = time.monotonic()
     stop.set()
     cap.join(5)

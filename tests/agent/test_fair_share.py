@@ -41,7 +41,7 @@ def test_three_cameras_share_one_server_fairly(tmp_path, mosquitto, shared_real_
 
     # room: three cameras at 5 fps, far below what the server can do
     start = time.time()
-    time.sleep(WINDOW)
+    time.sleep(WINDOW)  # the window the rates are measured over
     end = time.time()
     room = {name: rate(rec, name, start, end) for name in agents}
     print("masks/s with room:", room)  # shown with -s
@@ -54,7 +54,7 @@ def test_three_cameras_share_one_server_fairly(tmp_path, mosquitto, shared_real_
     wait_until(lambda: rate(rec, "cam2", time.time() - 1, time.time()) > 2 * RATE, 30,
                what=f"cam2 flooding\n{flood.text()[-2000:]}")
     start = time.time()
-    time.sleep(WINDOW)
+    time.sleep(WINDOW)  # the window the rates are measured over
     end = time.time()
     flooded = {name: rate(rec, name, start, end) for name in agents}
     print("masks/s beside a flood:", flooded)  # shown with -s

@@ -114,7 +114,7 @@ def test_broker_restart_will_offline_then_online_and_publishing_resumes(mosquitt
 
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="no mosquitto_passwd")
 @pytest.mark.parametrize("password, connects", [("s3", True), ("wrong", False)])
-def test_username_and_password(tmp_path, password, connects):
+def test_username_and_password(tmp_path, caplog, password, connects):
     pwfile = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "cam", "s3"], check=True,
                    capture_output=True)
@@ -129,7 +129,11 @@ def test_username_and_password(tmp_path, password, connects):
     pub = Publisher(cfg, PREFIX, "auth-test", AgentMetrics(), read_password(cfg, {"PW": password}))
     try:
         pub.start()
-        time.sleep(1.0)
+
+        def refused() -> bool:
+            return any("refused the connection" in r.getMessage() for r in caplog.records)
+
+        wait_until(lambda: pub.connected.is_set() or refused(), 10, what="the broker's CONNACK")
         assert pub.connected.is_set() is connects  # a refused CONNACK is not a connection
     finally:
         pub.close(timeout=1)

@@ -73,7 +73,8 @@ def test_mqtt_mutual_tls(tmp_path, certs, recorder_factory):
                                    tls=ClientTlsConfig(ca_file=certs / "ca.pem")),
                         "edgeseg/t/c", "tls-bad", AgentMetrics())
         bad.start()
-        time.sleep(1.0)
+        wait_until(lambda: "peer did not return a certificate" in broker.log.read_text(), 10,
+                   what="the broker to refuse the handshake without a client certificate")
         assert not bad.connected.is_set()
         bad.close(1)
     finally:

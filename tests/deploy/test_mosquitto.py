@@ -9,6 +9,7 @@ refused login as a CONNACK reason code, not as silence.
 from __future__ import annotations
 
 import queue
+import re
 import socket
 import ssl
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.services import wait_until
 
 from . import brokers
 from .conftest import DEPLOY, free_port, require
@@ -39,8 +42,8 @@ class Client:
         self.connack: queue.Queue = queue.Queue()
         self.messages: queue.Queue = queue.Queue()
         self.pubacks: dict[int, queue.Queue] = {}
-        self.paho = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                client_id=f"test-{uuid.uuid4().hex[:8]}",
+        self.client_id = f"test-{uuid.uuid4().hex[:8]}"
+        self.paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                 protocol=mqtt.MQTTv5)
         self.paho.tls_set(ca_certs=str(ca), certfile=certfile and str(certfile),
                           keyfile=keyfile and str(keyfile))
@@ -98,7 +101,7 @@ def start_broker(root: Path) -> tuple[brokers.Broker, Path]:
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     running, ca = start_broker(tmp_path_factory.mktemp("mosquitto"))
-    yield running.port, ca
+    yield running, ca
     running.stop()
 
 
@@ -107,10 +110,10 @@ def clients(broker):
     made: list[Client] = []
 
     def make(username=None, password=None, **kwargs) -> Client:
-        port, ca = broker
+        running, ca = broker
         if username is not None and password is None:
             password = USERS[username]
-        client = Client(port, ca, username, password, **kwargs)
+        client = Client(running.port, ca, username, password, **kwargs)
         made.append(client)
         return client
 
@@ -148,7 +151,7 @@ def test_device_is_refused_outside_its_prefix(clients, viewer, topic):
 
 @pytest.mark.parametrize(("will_topic", "delivered"), [
     ("edgeseg/jetson-01/front/status", True), ("edgeseg/jetson-02/front/status", False)])
-def test_last_will_only_under_the_prefix(clients, viewer, will_topic, delivered):
+def test_last_will_only_under_the_prefix(broker, clients, viewer, will_topic, delivered):
     """A device cannot plant an "offline" status for another device through its Will."""
     device = clients("jetson-01", will_topic=will_topic)
     assert device.connect() == 0
@@ -156,7 +159,12 @@ def test_last_will_only_under_the_prefix(clients, viewer, will_topic, delivered)
     if delivered:
         assert wait_for(viewer, will_topic, timeout=10) == b"offline"
         return
-    time.sleep(0.5)  # the broker publishes a Will as soon as it sees the socket close
+    # Mosquitto logs the lost connection and publishes (or drops) the Will in the same
+    # step, so once the line is there anything published later arrives after a Will.
+    running, _ = broker
+    gone = re.compile(rf"{re.escape(device.client_id)}\b.*(closed|disconnect)", re.I)
+    wait_until(lambda: gone.search(running.log()), timeout=10,
+               what=f"the broker to log that {device.client_id} went away")
     sentinel = clients("jetson-01")
     assert sentinel.connect() == 0
     assert sentinel.publish("edgeseg/jetson-01/front/meta", b"after") == 0
@@ -180,7 +188,7 @@ def test_anonymous_client_is_refused(clients):
 
 def test_plain_tcp_gets_no_mqtt_session(broker):
     """The only listener speaks TLS: an MQTT CONNECT in clear text gets no CONNACK."""
-    port, _ = broker
+    port = broker[0].port
     # CONNECT, MQTT 3.1.1, clean session, keepalive 60, client id "t".
     connect = bytes([0x10, 13, 0, 4, *b"MQTT", 4, 0x02, 0, 60, 0, 1, *b"t"])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -193,7 +201,7 @@ def test_plain_tcp_gets_no_mqtt_session(broker):
 
 
 def test_wrong_ca_fails_the_tls_handshake(broker, tmp_path):
-    port, _ = broker
+    port = broker[0].port
     other_ca = brokers.make_pki(tmp_path / "other") / "ca.crt"
     client = Client(port, other_ca, "jetson-01", USERS["jetson-01"])
     with pytest.raises(ssl.SSLCertVerificationError):

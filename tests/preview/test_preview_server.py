@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 import urllib.request
 
 import cv2
@@ -14,6 +13,7 @@ import pytest
 from edgeseg.labels import VOC_CLASSES, voc_palette
 from edgeseg.preview.hub import PreviewHub
 from edgeseg.preview.server import PreviewServer
+from tests.services import wait_until
 
 H, W = 240, 320
 GREY = 100
@@ -41,7 +41,7 @@ def preview():
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    time.sleep(0.2)
+    wait_until(lambda: hub.seq >= 1, 5, what="the first frame at the hub")
     yield hub, server
     stop.set()
     feeder.join()
@@ -55,8 +55,8 @@ def get(url: str, timeout: float = 5) -> tuple[str, bytes]:
 
 def test_no_viewer_means_no_encoding(preview):
     hub, server = preview
-    time.sleep(0.3)
-    assert hub.seq > 3 and hub.encoded_total == 0
+    wait_until(lambda: hub.seq > 3, 5, what="frames at the hub")
+    assert hub.encoded_total == 0  # frames came, nobody watched: none was encoded
     kind, metrics = get(server.url + "metrics")
     assert kind.startswith("text/plain; version=0.0.4")
     assert b"edgeseg_preview_jpeg_encoded_total 0" in metrics
@@ -119,7 +119,9 @@ def test_page_in_headless_chromium(preview, tmp_path):
             page.wait_for_function("document.querySelectorAll('#legend tr').length >= 3")
             frames_1 = int(page.inner_text("#frame"))
             fps_1 = page.inner_text("#fps")
-            page.wait_for_timeout(1200)
+            # the page polls /stats.json: wait for a later poll rather than a guessed time
+            page.wait_for_function(
+                f"+document.getElementById('frame').textContent > {frames_1}")
             frames_2 = int(page.inner_text("#frame"))
             names = page.locator("#legend .name").all_inner_texts()
             assert {"person", "cat", "background"} <= set(names)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import urllib.request
 
 import numpy as np
@@ -11,24 +10,28 @@ import pytest
 
 from edgeseg.errors import InvalidArgument, ResourceExhausted
 from edgeseg.serving.batching import BatchingModel, BatchingOptions, parse_batching_parameters
+from tests.services import wait_until
 
 from .conftest import free_port, rest_call, tfs_data
 from .test_server_tfserving import predict_request
 
 
 class Doubler:
-    """y = 2x; records the batch sizes it was run with; may hold every run until released."""
+    """y = 2x; records the batch sizes it was run with; may hold every run until released
+    (``entered`` is set once a run has begun)."""
 
     signature_defs: dict = {}
 
     def __init__(self, hold: bool = False) -> None:
         self.sizes: list[int] = []
         self.release = threading.Event()
+        self.entered = threading.Event()
         if not hold:
             self.release.set()
         self.closed = False
 
     def run(self, feeds, fetches):
+        self.entered.set()
         self.release.wait(10)
         (x,) = feeds.values()
         self.sizes.append(np.shape(x)[0] if np.ndim(x) else 0)
@@ -128,14 +131,11 @@ def test_a_full_queue_refuses_at_once(batching):
     batcher = batching(model, max_batch_size=1, max_enqueued_batches=1, num_batch_threads=1)
     running = threading.Thread(target=batcher.run, args=({"x:0": np.float32([1])}, ["y:0"]))
     running.start()
-    deadline = time.monotonic() + 5
-    while batcher.queued_batches and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)  # the first call is in the (held) model now, the queue empty
+    assert model.entered.wait(5)  # the first call is in the (held) model, the queue empty
+    assert batcher.queued_batches == 0
     waiting = threading.Thread(target=batcher.run, args=({"x:0": np.float32([2])}, ["y:0"]))
     waiting.start()
-    time.sleep(0.1)
-    assert batcher.queued_batches == 1
+    wait_until(lambda: batcher.queued_batches == 1, 5, what="the second call queued")
     with pytest.raises(ResourceExhausted, match="queue is full"):
         batcher.run({"x:0": np.float32([3])}, ["y:0"])
     model.release.set()

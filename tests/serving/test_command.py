@@ -12,8 +12,11 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from .conftest import run_serve, tfs_data
+from tests.services import wait_until
+
+from .conftest import free_port, run_serve, tfs_data
 from .models import slow_model
+from .procstat import metric
 
 
 def test_unknown_flag_is_a_clear_error_exit_2():
@@ -102,10 +105,15 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(serve, tmp_path):
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
     notify.settimeout(30)
+    rest_port = free_port()
     try:
         server = serve("--model_name=slow", f"--model_base_path={tmp_path / 'slow'}",
-                       "--shutdown_grace_seconds=20", env={"NOTIFY_SOCKET": notify_path})
+                       "--shutdown_grace_seconds=20", f"--rest_api_port={rest_port}",
+                       f"--monitoring_config_file={tfs_data('monitoring_config.txt')}",
+                       env={"NOTIFY_SOCKET": notify_path})
         assert notify.recv(100) == b"READY=1"
+        metrics = server.serve_rest(rest_port).replace("/v1/models",
+                                                       "/monitoring/prometheus/metrics")
         outcome: dict = {}
 
         def in_flight():
@@ -115,7 +123,9 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(serve, tmp_path):
 
         thread = threading.Thread(target=in_flight)
         thread.start()
-        time.sleep(0.5)  # the request is running in the model now
+        wait_until(lambda: metric(metrics, "edgeseg_serving_active_requests",
+                                  transport="grpc") >= 1, 30,
+                   what="the request running on a worker (the model spins for seconds)")
         sent = time.monotonic()
         assert server.terminate(timeout=60) == 0
         thread.join(30)

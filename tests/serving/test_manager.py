@@ -11,6 +11,7 @@ from edgeseg.errors import DataLoss, NotFound
 from edgeseg.serving.manager import Manager, StreamOptions
 from edgeseg.serving.policy import PreservePolicy
 from edgeseg.serving.servable import State
+from tests.services import wait_until
 
 
 class FakeLoaders:
@@ -126,7 +127,9 @@ def test_unload_waits_for_in_flight_requests(manager, fake):
     assert m.wait_settled(timeout=5)
     handle = m.handle("m")
     m.set_aspired_versions("m", {})
-    time.sleep(0.3)
+    wait_until(lambda: m.versions("m")[0].state is State.UNLOADING, 5,
+               what="the manager to begin the unload")
+    time.sleep(0.3)  # a negative check: while the handle is held, the unload goes no further
     assert m.versions("m")[0].state is State.UNLOADING  # still serving its last request
     assert ("closed", "v1") not in fake.events
     handle.release()

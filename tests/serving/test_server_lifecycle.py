@@ -69,7 +69,9 @@ def test_hot_swap_under_load(hot):
         shutil.rmtree(hot.base / "1")
         wait_for(lambda: STATE.Name(states(hot)[1].state) == "END", what="version 1 to END")
         wait_for(lambda: all(a[-1][0] == 2 for a in answers if a), what="answers from v2")
-        time.sleep(0.5)
+        # load goes on until every client has a few answers from v2: none may come from v1
+        wait_for(lambda: all(a.count((2, 4.0)) >= 5 for a in answers),
+                 what="five answers from v2 on every client")
     finally:
         stop.set()
         for t in threads:
