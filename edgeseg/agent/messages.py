@@ -2,24 +2,48 @@
 
 Contract: :func:`build_messages` is the pipeline's encode stage and is pure apart from
 the clock: a decoded reply (the class map at the frame's size, the model version) becomes
-the PNG mask and the meta object of docs/mqtt.md, as :class:`~edgeseg.agent.publisher.Message`
-objects with the QoS, content type and user properties the config and the specification
-give. It fills ``frame.timings`` (``postprocess`` grows by the encoding time; ``total``
-ends now) and raises :class:`~edgeseg.errors.InvalidArgument` for a map it cannot encode.
+the PNG mask and the meta object of docs/mqtt.md, as :class:`Message` objects (what the
+publisher sends) with the QoS, content type and user properties the config and the
+specification give. It fills ``frame.timings`` (``postprocess`` grows by the encoding
+time; ``total`` ends now) and raises :class:`~edgeseg.errors.InvalidArgument` for a map
+it cannot encode.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edgeseg import mqtt_contract as contract
 from edgeseg.agent.capture import Frame
 from edgeseg.agent.config import AgentConfig
-from edgeseg.agent.publisher import Message
+
+
+@dataclass
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool = False
+    content_type: str | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+    captured_mono: float | None = None  # for the capture-to-acknowledged latency
+
+    def properties(self) -> Properties | None:
+        if not self.content_type and not self.user_properties:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        if self.content_type:
+            props.ContentType = self.content_type
+        if self.user_properties:
+            props.UserProperty = list(self.user_properties)
+        return props
 
 
 class Encoded(NamedTuple):

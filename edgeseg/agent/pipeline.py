@@ -29,14 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.agent.broker import read_password
 from edgeseg.agent.capture import Capture, Frame
 from edgeseg.agent.config import AgentConfig
 from edgeseg.agent.inference import InferenceLoop, Result
 from edgeseg.agent.ledger import LedgerFile
-from edgeseg.agent.messages import Encoded, build_messages
+from edgeseg.agent.messages import Encoded, Message, build_messages
 from edgeseg.agent.metrics import AgentMetrics, MetricsServer
 from edgeseg.agent.preview import FrameTap, PreviewTap
-from edgeseg.agent.publisher import Message, Publisher, read_password
+from edgeseg.agent.publisher import Publisher
 from edgeseg.agent.queues import Closed, DropOldestQueue
 from edgeseg.agent.sources import redact
 from edgeseg.agent.watchdog import Watchdog

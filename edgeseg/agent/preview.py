@@ -18,7 +18,8 @@ import numpy as np
 from edgeseg import mqtt_contract as contract
 from edgeseg.agent.capture import Frame
 from edgeseg.agent.config import PreviewConfig
-from edgeseg.agent.publisher import Message, Publisher
+from edgeseg.agent.messages import Message
+from edgeseg.agent.publisher import Publisher
 from edgeseg.errors import InvalidArgument
 from edgeseg.labels import default_class_names, voc_palette
 from edgeseg.preview.hub import PreviewHub

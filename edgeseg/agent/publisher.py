@@ -48,35 +48,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeseg import mqtt_contract as contract
 from edgeseg.agent import broker
-from edgeseg.agent.broker import read_password  # noqa: F401 - the agent's import path
 from edgeseg.agent.config import MqttConfig
+from edgeseg.agent.messages import Message
 from edgeseg.agent.metrics import AgentMetrics
 from edgeseg.agent.queues import Closed, DropOldestQueue
 
 log = logging.getLogger("edgeseg.agent.publisher")
 
 REFUSAL_LOG_INTERVAL_S = 60.0
-
-
-@dataclass
-class Message:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool = False
-    content_type: str | None = None
-    user_properties: tuple[tuple[str, str], ...] = ()
-    captured_mono: float | None = None  # for the capture-to-acknowledged latency
-
-    def properties(self) -> Properties | None:
-        if not self.content_type and not self.user_properties:
-            return None
-        props = Properties(PacketTypes.PUBLISH)
-        if self.content_type:
-            props.ContentType = self.content_type
-        if self.user_properties:
-            props.UserProperty = list(self.user_properties)
-        return props
 
 
 @dataclass
@@ -180,6 +159,12 @@ class Publisher:
         elif was_connected:
             log.warning("mqtt: disconnected from %s (%s); reconnecting", self.cfg.address,
                         reason_code)
+        elif self._login_problem is None:  # e.g. mutual TLS without a client certificate
+            self._login_problem = (f"the broker at {self.cfg.address} closed the connection "
+                                   f"before accepting a session ({reason_code})")
+            log.error("mqtt: %s; if it requires a client certificate, check mqtt.tls "
+                      "(cert_file, key_file), else the broker's log; retrying",
+                      self._login_problem)
         else:  # the refused login was logged by _on_connect, with its cause
             log.debug("mqtt: connection closed before a session (%s)", reason_code)
 

@@ -7,9 +7,11 @@ import time
 
 import pytest
 
+from edgeseg.agent.broker import read_password
 from edgeseg.agent.config import MqttConfig
+from edgeseg.agent.messages import Message
 from edgeseg.agent.metrics import AgentMetrics
-from edgeseg.agent.publisher import Message, Publisher, read_password
+from edgeseg.agent.publisher import Publisher
 from edgeseg.errors import InvalidArgument
 
 from .conftest import Mosquitto, free_port, wait_until

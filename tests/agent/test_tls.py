@@ -16,8 +16,9 @@ from edgeseg.agent import protos
 from edgeseg.agent.capture import Frame
 from edgeseg.agent.config import ClientTlsConfig, MqttConfig, ServerConfig
 from edgeseg.agent.inference import InferenceLoop
+from edgeseg.agent.messages import Message
 from edgeseg.agent.metrics import AgentMetrics
-from edgeseg.agent.publisher import Message, Publisher
+from edgeseg.agent.publisher import Publisher
 from edgeseg.agent.queues import DropOldestQueue
 
 from .conftest import Mosquitto, free_port, wait_until
@@ -48,7 +49,8 @@ def certs(tmp_path_factory):
     return d
 
 
-def test_mqtt_mutual_tls(tmp_path, certs, recorder_factory):
+def test_mqtt_mutual_tls(tmp_path, certs, recorder_factory, caplog):
+    caplog.set_level("DEBUG", logger="edgeseg.agent.publisher")
     broker = Mosquitto(tmp_path)
     tls_port = free_port()
     as_root = "user root\n" if os.geteuid() == 0 else ""
@@ -76,7 +78,13 @@ def test_mqtt_mutual_tls(tmp_path, certs, recorder_factory):
         wait_until(lambda: "peer did not return a certificate" in broker.log.read_text(), 10,
                    what="the broker to refuse the handshake without a client certificate")
         assert not bad.connected.is_set()
+        # and the agent says so, once, at ERROR (it was a DEBUG line nobody saw)
+        wait_until(lambda: [r for r in caplog.records if "before accepting a session"
+                            in r.getMessage()], 10, what="the agent to log the closed handshake")
         bad.close(1)
+        said = [r for r in caplog.records if "before accepting a session" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelname == "ERROR"
+        assert "client certificate" in said[0].getMessage()
     finally:
         broker.stop()
 
