@@ -17,7 +17,8 @@ One module per concept, each opening with its contract:
                 ``edgeseg subscribe`` and ``edgeseg view``.
 * ``publisher`` the MQTT side: bounded outbox, every message's outcome (PUBACK reason
                 codes), status with Last Will (online/degraded/offline), reconnects.
-* ``ledger``    where every captured frame ended: acknowledged or dropped by reason.
+* ``ledger``    where every captured frame ended: acknowledged or dropped by reason (and
+                the optional per-frame file, ``LedgerFile``).
 * ``messages``  the encode stage: one frame's ``mask`` and ``meta`` messages, built with
                 ``edgeseg.mqtt_contract`` (topic names, codecs, content types).
 * ``preview``   the live preview's tap and the ``<prefix>/frame`` JPEG tap (observers).
