@@ -19,11 +19,19 @@ from http import HTTPStatus
 
 @dataclass(frozen=True)
 class Limits:
-    num_threads: int
+    """What http_server.py holds to; each refusal is counted by reason (``on_reject``)."""
+
+    num_threads: int  # workers calling the handler
+    # A request head must be complete this long after the connection opened (TLS handshake
+    # included) or after its previous answer: a silent connection is then closed
+    # (idle_timeout), a slow sender gets 408 and is closed (read_timeout). While a body
+    # arrives, every read that brings data restarts it.
     idle_timeout_s: float = 5.0
-    max_connections: int = 4096
+    max_connections: int = 4096  # over it: 503 at once (TLS: closed); max_connections
+    # A longer body is not read: the handler gets body=None (it answers the refusal) and
+    # the connection is closed after the answer.
     max_body_bytes: int = 4 * 1024 * 1024
-    max_header_bytes: int = 64 * 1024
+    max_header_bytes: int = 64 * 1024  # a longer head: 431, closed (header_too_large)
     backlog: int = 1024
 
 

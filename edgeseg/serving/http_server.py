@@ -9,18 +9,11 @@ are therefore 1 + num_threads, however many connections are open. Requests for w
 ``inline(request)`` is true (readiness, metrics: quick, never blocking) are answered on the
 loop thread itself, so they answer while the pool is busy.
 
-Limits, each counted by ``on_reject(reason)`` (called on the loop thread):
-
-- ``read_timeout``: a request's head must be complete within ``idle_timeout_s`` of the
-  connection opening (TLS handshake included) or of its previous answer. A connection that sent
-  nothing by then is closed (``idle_timeout``: idle keep-alive); one that sent part of a head
-  (a slow sender) gets 408 and is closed. While a body arrives, the timeout restarts on every
-  read that brings data.
-- ``max_connections``: a connection over the limit gets 503 (TLS: is closed) at once.
-- ``header_too_large`` (431), ``bad_request`` (400, 411 for Transfer-Encoding, 505): then
-  closed. ``tls_handshake``: a failed handshake closes the connection.
-- A Content-Length over ``max_body_bytes``: the body is not read; the handler gets
-  ``body=None`` (it answers the refusal) and the connection is closed after the answer.
+Limits (``Limits``, whose fields say what each one does) are counted by
+``on_reject(reason)`` on the loop thread; besides them ``bad_request`` (400, 411 for
+Transfer-Encoding, 505) and ``tls_handshake`` close the connection. Late connections are
+closed ``EXPIRE_BATCH`` per loop turn, so a crowd that timed out together never holds up
+answers.
 
 One request per connection is in flight at a time (pipelined ones wait in the buffer);
 keep-alive as http_message.py says. The handler runs on several threads at once and must be
@@ -40,6 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from edgeseg.serving.http_message import (
     Limits,
@@ -54,25 +48,25 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 256 * 1024
 SCAN_INTERVAL_S = 0.25  # how often deadlines are checked
-EXPIRE_BATCH = 128  # connections closed per check at most, so answers are not held up
-ACCEPT_BATCH = 64  # connections accepted per wake-up at most, for the same reason
+EXPIRE_BATCH = 16  # expired connections closed per loop turn at most, so answers are not
+ACCEPT_BATCH = 16  # held up behind a crowd; likewise connections accepted per wake-up
 _HANDSHAKE, _HEAD, _BODY, _BUSY, _WRITE = range(5)  # the reading states first
 _WAKE = object()
 
 
+@dataclass(eq=False, slots=True)  # eq=False: hashed by identity, kept in a set
 class _Conn:
-    __slots__ = ("sock", "peer", "buf", "state", "deadline", "request", "need", "out", "sent",
-                 "keep_alive", "events")
-
-    def __init__(self, sock: socket.socket, peer: str, state: int, deadline: float) -> None:
-        self.sock, self.peer, self.state, self.deadline = sock, peer, state, deadline
-        self.buf = bytearray()
-        self.request: Request | None = None
-        self.need = 0
-        self.out = b""
-        self.sent = 0
-        self.keep_alive = True
-        self.events = 0  # selector events registered for; 0: not registered
+    sock: socket.socket
+    peer: str
+    state: int
+    deadline: float
+    buf: bytearray = field(default_factory=bytearray)
+    request: Request | None = None
+    need: int = 0
+    out: bytes = b""
+    sent: int = 0
+    keep_alive: bool = True
+    events: int = 0  # selector events registered for; 0: not registered
 
 
 class HttpServer:
@@ -103,6 +97,7 @@ class HttpServer:
             s.setblocking(False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
         self._conns: set[_Conn] = set()
+        self._late: deque[_Conn] = deque()  # found past their deadline, closed a few a turn
         self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
         self._done: deque[tuple[_Conn, bytes]] = deque()
         self._lock = threading.Lock()
@@ -130,13 +125,11 @@ class HttpServer:
         with self._lock:
             return len(self._conns), self._running, self._queued
 
-    # --- the loop thread -------------------------------------------------------------------
-
     def _run(self) -> None:
         next_scan = time.monotonic() + SCAN_INTERVAL_S
         try:
             while not self._stopping:
-                for key, _ in self._sel.select(SCAN_INTERVAL_S):
+                for key, _ in self._sel.select(0 if self._late else SCAN_INTERVAL_S):
                     try:
                         self._on_event(key.data)
                     except Exception:  # a bug or an odd socket must not stop the loop
@@ -146,8 +139,9 @@ class HttpServer:
                 self._flush_done()
                 now = time.monotonic()
                 if now >= next_scan:
-                    self._expire(now)
+                    self._scan(now)
                     next_scan = now + SCAN_INTERVAL_S
+                self._expire(now)
         finally:
             for conn in list(self._conns):
                 self._close(conn)
@@ -342,12 +336,19 @@ class HttpServer:
         with self._lock:
             self._conns.discard(conn)
 
-    def _expire(self, now: float) -> None:
+    def _scan(self, now: float) -> None:
         if self._paused_until and now >= self._paused_until:
             self._paused_until = 0.0
             self._sel.register(self._listener, selectors.EVENT_READ, None)
-        late = [c for c in self._conns if c.deadline <= now and c.state <= _BODY]
-        for conn in late[:EXPIRE_BATCH]:  # a crowd that opened together leaves in steps
+        self._late = deque(c for c in self._conns if c.deadline <= now and c.state <= _BODY)
+
+    def _expire(self, now: float) -> None:
+        """Close up to EXPIRE_BATCH of the connections the last scan found late (a crowd that
+        opened together leaves in steps, between other events)."""
+        for _ in range(min(EXPIRE_BATCH, len(self._late))):
+            conn = self._late.popleft()
+            if conn.sock is None or conn.deadline > now or conn.state > _BODY:
+                continue  # closed, or active again, since the scan
             if conn.state == _HEAD and not conn.buf:
                 self._close(conn, "idle_timeout")
                 continue
@@ -372,8 +373,6 @@ class HttpServer:
         with contextlib.suppress(OSError):
             while self._wake_r.recv(4096):
                 pass
-
-    # --- worker threads --------------------------------------------------------------------
 
     def _call(self, request: Request) -> Response:
         try:
