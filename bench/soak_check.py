@@ -100,8 +100,8 @@ def resource_checks(soak: Any, minutes: float) -> dict[str, Any]:
     series: dict[str, list[tuple[float, int, int, int]]] = defaultdict(list)
     with (soak.dir / "samples.csv").open() as f:
         for row in csv.DictReader(f):
-            if int(row["rss_kb"]) == 0:
-                continue  # sampled between fork and exec, or as it exited
+            if int(row["rss_kb"]) < 2048:
+                continue  # sampled between fork and exec (the bare child), or as it exited
             series[row["process"]].append((float(row["t_s"]), int(row["rss_kb"]),
                                            int(row["fds"]), int(row["threads"])))
     summary, checks = {}, {}
