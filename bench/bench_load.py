@@ -16,7 +16,7 @@ reads the server's threads, RSS and fds (/proc) and its metrics every 0.5 s. Pri
 per phase with the loaded/unloaded ratio (goal: p99 under load <= 3x unloaded), rejections
 (the server's metrics and what the clients saw), peaks, and plots it all over time (PNG).
 
-    .venv/bin/python bench/bench_load.py [--seconds 60] [--quiet 10] [--rate 2]
+    .venv/bin/python bench/bench_load.py [--seconds 60] [--quiet 20] [--rate 2]
                                          [--plot build/bench_load.png]
 """
 
@@ -327,7 +327,8 @@ def plot(probe: Probe, load: tuple[float, float], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60, help="load phase length")
-    parser.add_argument("--quiet", type=float, default=10, help="phases without load")
+    parser.add_argument("--quiet", type=float, default=20,
+                        help="phases without load (20 s: ~1,000 samples, a p99 of 10)")
     parser.add_argument("--rate", type=float, default=2.0, help="Predicts/s per load client")
     parser.add_argument("--grpc-clients", type=int, default=64)
     parser.add_argument("--rest-clients", type=int, default=128)
