@@ -13,7 +13,7 @@ from edgeseg.serving.batching import BatchingModel, BatchingOptions, parse_batch
 from tests.services import wait_until
 
 from .conftest import free_port, rest_call, tfs_data
-from .test_server_tfserving import predict_request
+from .tfs_requests import predict_request
 
 
 class Doubler:

@@ -16,7 +16,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tests.diskfull import fill, free_bytes, small_tmpfs
 
 from .conftest import EDGESEG, REPO, copy_version, free_port, tfs_data
-from .test_server_tfserving import predict_request
+from .tfs_requests import predict_request
 
 LOST = "log write(s) lost: No space left on device"
 

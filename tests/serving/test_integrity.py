@@ -16,7 +16,7 @@ from edgeseg.serving.integrity import check_saved_model, check_tflite
 
 from .conftest import SHARED, copy_version, tfs_data
 from .test_server_lifecycle import states, wait_for
-from .test_server_tfserving import predict_request
+from .tfs_requests import predict_request
 
 STATE = get_model_status_pb2.ModelVersionStatus.State
 HALF_PLUS_TWO = "saved_model_half_plus_two_cpu/00000123"

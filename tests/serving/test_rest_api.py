@@ -171,7 +171,7 @@ def test_the_fuzzers_valid_find_is_answered(rest):
 
 
 def test_prometheus_metrics(rest):
-    from .test_server_tfserving import predict_request
+    from .tfs_requests import predict_request
 
     for _ in range(3):
         rest.predict.Predict(predict_request("default", [[2.0]]), timeout=30)

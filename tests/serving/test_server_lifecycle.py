@@ -15,7 +15,7 @@ import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
 
 from .conftest import copy_version, tfs_data
-from .test_server_tfserving import predict_request, rpc_error, status_request
+from .tfs_requests import predict_request, rpc_error, status_request
 
 STATE = get_model_status_pb2.ModelVersionStatus.State
 

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from .models import two_tag_model
-from .test_server_tfserving import predict_request
+from .tfs_requests import predict_request
 
 
 @pytest.fixture(scope="module")

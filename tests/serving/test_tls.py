@@ -16,7 +16,7 @@ from edgeseg.errors import InvalidArgument
 from edgeseg.serving.tls import parse_ssl_config
 
 from .conftest import free_port, tfs_data
-from .test_server_tfserving import predict_request
+from .tfs_requests import predict_request
 
 
 def quote(pem: bytes | str) -> str:

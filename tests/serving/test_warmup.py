@@ -10,7 +10,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, predict_pb2, prediction_log_pb2
 
 from .conftest import tfs_data
-from .test_server_tfserving import status_request
+from .tfs_requests import status_request
 
 
 def warm_counter(base, signatures):
