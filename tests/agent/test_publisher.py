@@ -31,8 +31,8 @@ def publishers():
     made = []
 
     def make(address, **kw):
-        cfg = MqttConfig(address=address, keepalive_s=2, reconnect_min_s=1, reconnect_max_s=1,
-                         **kw)
+        cfg = MqttConfig(**{"address": address, "keepalive_s": 2, "reconnect_min_s": 1,
+                            "reconnect_max_s": 1, **kw})
         pub = Publisher(cfg, PREFIX, f"test-{len(made)}-{time.monotonic_ns()}", AgentMetrics())
         made.append(pub)
         return pub
@@ -96,8 +96,10 @@ def test_broker_away_outbox_keeps_the_newest_and_counts_the_rest(tmp_path, publi
 
 def test_broker_restart_will_offline_then_online_and_publishing_resumes(mosquitto, publishers,
                                                                        recorder_factory):
-    rec = recorder_factory(mosquitto.port)
-    pub = publishers(mosquitto.address)
+    rec = recorder_factory(mosquitto.port)  # reconnects 1 s after a loss, not persistent
+    # the agent reconnects 3 s after: the recorder has subscribed again by then, so the
+    # frames queued during the outage have a subscriber (with both at 1 s it was a race)
+    pub = publishers(mosquitto.address, reconnect_min_s=3, reconnect_max_s=3)
     pub.start()
     wait_until(lambda: rec.statuses() == ["online"], 5, what="online")
     mosquitto.stop()  # Mosquitto sends the agent's Last Will to subscribers as it goes down
