@@ -292,15 +292,8 @@ def test_int8_per_channel_model_matches_the_interpreter(tmp_path):
                if t.is_constant and t.quantization is not None)  # per-channel filters
     export_dir = export_file(path, tmp_path / "int8")
     frames = {f"s{i}": synthetic_image(33, 33, seed=30 + i) for i in range(4)}
-    resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = tf.lite.Interpreter(str(path), experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    expected = {}
-    for name, frame in frames.items():
-        interpreter.set_tensor(inp["index"], frame[None])
-        interpreter.invoke()
-        expected[name] = interpreter.get_tensor(out["index"])[0].argmax(-1)
+    expected = {name: logits.argmax(-1)
+                for name, logits in interpreter_maps(path, frames).items()}
     ours = run_tag(export_dir, "serve_quantized", frames)
     assert np.mean([np.mean(ours[n] == expected[n]) for n in frames]) >= 0.99
 
