@@ -332,7 +332,11 @@ class Publisher:
                 item = self.outbox.get(timeout=0.2)
             except Closed:
                 return
-            if item is not None:
+            if item is not None and not self.connected.is_set():
+                # taken just as the connection went (the wait above passed before it did):
+                # published now, its QoS 0 messages would be lost; it waits for the next one
+                self.outbox.put_back(item)
+            elif item is not None:
                 self._wait_for_room(len(item.messages))
                 item.waiting = len(item.messages)
                 for msg in item.messages:

@@ -63,6 +63,19 @@ class DropOldestQueue(Generic[T]):
                 raise Closed
             return None
 
+    def put_back(self, item: T) -> None:
+        """Return an item a consumer took but could not use to the head of the queue, as the
+        oldest; if the queue filled up meanwhile, it is the one dropped (``on_drop``)."""
+        with self._cond:
+            full = len(self._items) >= self.maxsize
+            if full:
+                self.dropped += 1
+            else:
+                self._items.appendleft(item)
+                self._cond.notify()
+        if full and self._on_drop is not None:
+            self._on_drop(item)
+
     def get_nowait(self) -> T | None:
         with self._cond:
             return self._items.popleft() if self._items else None

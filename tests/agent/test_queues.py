@@ -59,3 +59,20 @@ def test_on_put_sees_each_item_before_a_consumer_can():
     assert entered == [(0, 0), (1, 1), (2, 2), (3, 2)]  # before it was queued
     assert dropped == [0, 1]
     assert q.take_all() == [2, 3] and len(q) == 0
+
+
+def test_put_back_returns_an_item_to_the_head_or_drops_it_when_full():
+    dropped = []
+    q = DropOldestQueue(2, on_drop=dropped.append)
+    q.put("a")
+    q.put("b")
+    taken = q.get()
+    q.put_back(taken)
+    assert [q.get(), q.get()] == ["a", "b"]  # the oldest again, first out
+    q.put("c")
+    taken = q.get()
+    q.put("d")
+    q.put("e")  # full while "c" was out
+    q.put_back(taken)
+    assert dropped == ["c"] and q.dropped == 1
+    assert [q.get(), q.get()] == ["d", "e"]
