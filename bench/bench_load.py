@@ -11,9 +11,10 @@ client's interpreter:
 - 2,000 idle connections (every other one sent half a request head), reopened when dropped;
 - 100 slow senders writing a request a byte a second, reopened when dropped.
 
-The well-behaved client sends one gRPC and one REST Predict every 20 ms all along; a sampler
-reads the server's threads, RSS and fds (/proc) and its metrics every 0.5 s. Prints p50/p99
-per phase with the loaded/unloaded ratio (goal: p99 under load <= 3x unloaded), rejections
+The well-behaved client (``--role probe``, a third process) sends one gRPC and one REST
+Predict every 20 ms all along; a sampler here reads the server's threads, RSS and fds (/proc)
+and its metrics every 0.5 s. Prints p50/p99 per phase and the ratio of each p99 to the
+unloaded one (both quiet phases' samples together; goal: under load <= 3x), rejections
 (the server's metrics and what the clients saw), peaks, and plots it all over time (PNG).
 
     .venv/bin/python bench/bench_load.py [--seconds 60] [--quiet 20] [--rate 2]
@@ -205,41 +206,55 @@ def scrape(port: int) -> dict[str, float]:
             for line in text.splitlines() if line.startswith(keep)}
 
 
+def probe_main(args: argparse.Namespace) -> None:
+    """The well-behaved client, in a process of its own so that the sampler's work (reading
+    2,000 fds from /proc, parsing metrics) never holds the GIL it needs: one gRPC and one
+    REST Predict every 20 ms until stdin closes, then one JSON line of
+    [monotonic start, transport, seconds or -1] (CLOCK_MONOTONIC is the machine's)."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(f"127.0.0.1:{args.grpc_port}"))
+    request = predict_request()
+    rest = http.client.HTTPConnection("127.0.0.1", args.rest_port, timeout=10)
+    stop, latency = threading.Event(), []
+
+    def until_stdin_closes() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=until_stdin_closes, daemon=True).start()
+    print("ready", flush=True)
+    while not stop.wait(0.02):
+        for transport in ("grpc", "rest"):
+            started = time.monotonic()
+            try:
+                if transport == "grpc":
+                    stub.Predict(request, timeout=10)
+                else:
+                    rest.request("POST", "/v1/models/default:predict", BODY,
+                                 {"Content-Type": "application/json"})
+                    response = rest.getresponse()
+                    response.read()
+                    assert response.status == 200, response.status
+                seconds = time.monotonic() - started
+            except Exception:  # counted as a failure
+                seconds = -1.0
+                rest.close()
+            latency.append((started, transport, seconds))
+    print(json.dumps(latency), flush=True)
+
+
 class Probe:
-    """The well-behaved client and the sampler, both threads of this process."""
+    """The sampler, a thread of this process, and the well-behaved client's results."""
 
-    def __init__(self, pid: int, grpc_port: int, rest_port: int) -> None:
-        import grpc
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
-
+    def __init__(self, pid: int, rest_port: int) -> None:
         self.pid, self.rest_port = pid, rest_port
-        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(
-            grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
-        self.request = predict_request()
         self.latency: list[tuple[float, str, float]] = []  # (t, transport, seconds or -1)
         self.samples: list[tuple[float, int, int, float, dict]] = []
         self.stop = threading.Event()
         self.t0 = time.monotonic()
-
-    def client(self) -> None:
-        rest = http.client.HTTPConnection("127.0.0.1", self.rest_port, timeout=10)
-        while not self.stop.wait(0.02):
-            for transport in ("grpc", "rest"):
-                started = time.monotonic()
-                try:
-                    if transport == "grpc":
-                        self.stub.Predict(self.request, timeout=10)
-                    else:
-                        rest.request("POST", "/v1/models/default:predict", BODY,
-                                     {"Content-Type": "application/json"})
-                        response = rest.getresponse()
-                        response.read()
-                        assert response.status == 200, response.status
-                    seconds = time.monotonic() - started
-                except Exception:  # counted as a failure
-                    seconds = -1.0
-                    rest.close()
-                self.latency.append((started - self.t0, transport, seconds))
 
     def sampler(self) -> None:
         while not self.stop.wait(0.5):
@@ -258,20 +273,27 @@ def pct(values: list[float], q: float) -> float:
 
 
 def report(probe: Probe, phases: list[tuple[str, float, float]], counts: dict) -> None:
-    rows, unloaded = [], {}
-    for name, start, end in phases:
-        for transport in ("grpc", "rest"):
-            done = [s for t, tr, s in probe.latency if tr == transport and start <= t < end]
-            ok = [s for s in done if s >= 0]
-            if not ok:
-                continue
-            p99 = pct(ok, 0.99)
-            unloaded.setdefault(transport, p99)
-            rows.append((name, transport, len(ok), len(done) - len(ok),
-                         f"{pct(ok, 0.5):.2f}", f"{p99:.2f}", f"{p99 / unloaded[transport]:.2f}x"))
+    def answered(transport: str, start: float, end: float) -> tuple[list[float], int]:
+        done = [s for t, tr, s in probe.latency if tr == transport and start <= t < end]
+        return [s for s in done if s >= 0], sum(1 for s in done if s < 0)
+
+    rows: list[tuple] = []
+    for transport in ("grpc", "rest"):
+        # the unloaded p99: both quiet phases together (twice the samples of one)
+        quiet = [s for name, start, end in phases if name != "under load"
+                 for s in answered(transport, start, end)[0]]
+        if not quiet:
+            continue
+        unloaded = pct(quiet, 0.99)
+        for name, start, end in [*phases, ("unloaded (alone + after)", 0, 0)]:
+            ok, failed = answered(transport, start, end) if end else (quiet, 0)
+            if ok:
+                p99 = pct(ok, 0.99)
+                rows.append((name, transport, len(ok), failed, f"{pct(ok, 0.5):.2f}",
+                             f"{p99:.2f}", f"{p99 / unloaded:.2f}x"))
     print("\nwell-behaved client (one gRPC and one REST Predict every 20 ms)")
     print(table(["phase", "transport", "answered", "failed", "p50 ms", "p99 ms",
-                 "p99 vs alone"], rows))
+                 "p99 vs unloaded"], rows))
     rows = []
     for name, start, end in phases:
         inside = [s for s in probe.samples if start <= s[0] < end]
@@ -312,12 +334,12 @@ def main() -> None:
                         "(0: compete equally; the achieved offered rate is printed)")
     parser.add_argument("--server-flag", action="append", default=[],
                         help="an extra edgeseg serve flag (repeatable), e.g. to compare limits")
-    parser.add_argument("--role", choices=["measure", "load"], default="measure")
+    parser.add_argument("--role", choices=["measure", "load", "probe"], default="measure")
     parser.add_argument("--grpc-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rest-port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.role == "load":
-        load_main(args)
+    if args.role != "measure":
+        (load_main if args.role == "load" else probe_main)(args)
         return
     if not args.model.is_dir():
         raise SystemExit(f"no model at {args.model} (TF Serving's test data, see ../shared)")
@@ -335,21 +357,28 @@ def main() -> None:
             stop_server(proc)
 
 
+def spawn(role: str, *flags: str) -> subprocess.Popen:
+    """This script in another role; returns once it printed "ready"."""
+    child = subprocess.Popen([sys.executable, __file__, f"--role={role}", *flags],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    if child.stdout.readline().strip() != "ready":
+        child.kill()
+        raise SystemExit(f"the {role} process failed")
+    return child
+
+
 def run(args: argparse.Namespace, pid: int, grpc_port: int, rest_port: int) -> None:
-    load = subprocess.Popen(
-        [sys.executable, __file__, "--role=load", f"--seconds={args.seconds}",
-         f"--rate={args.rate}", f"--grpc-clients={args.grpc_clients}",
-         f"--rest-clients={args.rest_clients}", f"--idle={args.idle}",
-         f"--slow={args.slow}", f"--grpc-port={grpc_port}", f"--rest-port={rest_port}",
-         f"--load-nice={args.load_nice}"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert load.stdin is not None and load.stdout is not None
-    if load.stdout.readline().strip() != "ready":
-        raise SystemExit("the load process failed")
-    probe = Probe(pid, grpc_port, rest_port)
-    threads = [threading.Thread(target=probe.client), threading.Thread(target=probe.sampler)]
-    for thread in threads:
-        thread.start()
+    ports = (f"--grpc-port={grpc_port}", f"--rest-port={rest_port}")
+    load = spawn("load", f"--seconds={args.seconds}", f"--rate={args.rate}",
+                 f"--grpc-clients={args.grpc_clients}", f"--rest-clients={args.rest_clients}",
+                 f"--idle={args.idle}", f"--slow={args.slow}", f"--load-nice={args.load_nice}",
+                 *ports)
+    client = spawn("probe", *ports)
+    assert load.stdin and load.stdout and client.stdin and client.stdout
+    probe = Probe(pid, rest_port)
+    sampler = threading.Thread(target=probe.sampler)
+    sampler.start()
     try:
         time.sleep(args.quiet)
         load_start = time.monotonic() - probe.t0
@@ -361,12 +390,15 @@ def run(args: argparse.Namespace, pid: int, grpc_port: int, rest_port: int) -> N
         load_cpu += cpu_seconds(load.pid)
         load.wait(60)
         time.sleep(args.quiet)
+        client.stdin.close()  # the client's cue to stop and print its latencies
+        probe.latency = [(started - probe.t0, transport, seconds) for started, transport,
+                         seconds in json.loads(client.stdout.readline())]
     finally:
         probe.stop.set()
-        for thread in threads:
-            thread.join()
-        if load.poll() is None:
-            load.kill()
+        sampler.join()
+        for child in (load, client):
+            if child.poll() is None:
+                child.kill()
     counts = json.loads(out)
     end = time.monotonic() - probe.t0
     report(probe, [("alone", 0.5, load_start), ("under load", load_start, load_end),
