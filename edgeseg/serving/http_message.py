@@ -51,8 +51,10 @@ class Response:
     content_type: str = "application/json"
 
 
-def json_response(status: int, payload: object) -> Response:
-    return Response(status, json.dumps(payload, indent=1).encode())
+def json_response(status: int, payload: object, indent: int | None = 1) -> Response:
+    """Indented as TF Serving's status and metadata JSON; ``indent=None``: one line, written
+    by json's C encoder (an indent makes it use the pure-Python one, ~5x slower)."""
+    return Response(status, json.dumps(payload, indent=indent).encode())
 
 
 def serialize(response: Response, keep_alive: bool) -> bytes:

@@ -85,6 +85,18 @@ def test_classify_and_regress(rest, verb, body, expected):
     assert call(f"{rest.url}/default:{verb}", body) == (200, expected)
 
 
+def test_array_answers_are_one_line_and_status_is_indented(rest):
+    """Predict's arrays come from json's C encoder (one line; an indent would need the
+    pure-Python one); status and metadata keep TF Serving's indented look."""
+    request = urllib.request.Request(f"{rest.url}/default:predict",
+                                     data=b'{"instances": [1.0, 2.0]}', method="POST")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        body = answer.read()
+    assert b"\n" not in body and json.loads(body) == {"predictions": [2.5, 3.0]}
+    with urllib.request.urlopen(f"{rest.url}/default", timeout=30) as answer:
+        assert answer.read().startswith(b'{\n "model_version_status"')
+
+
 def test_nan_goes_through(rest):
     status, answer = call(f"{rest.url}/default:predict", raw=b'{"instances": [NaN, 2.0]}')
     assert status == 200 and math.isnan(answer["predictions"][0])
