@@ -103,7 +103,7 @@ def concurrent_rounds(fns: dict, clients: int, rounds: int) -> dict:
     Rounds alternate between the fns (A B A B ...), as bench.common.interleaved does for
     one client, so that a noisy neighbour slows them alike.
     """
-    out = {name: ([], 0.0) for name in fns}
+    out: dict[str, tuple[list[float], float]] = {name: ([], 0.0) for name in fns}
     lock = threading.Lock()
     for fn in fns.values():
         fn()  # warm up
